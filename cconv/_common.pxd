@@ -1,0 +1,26 @@
+# Declarations shared by the kernel modules: aligned scratch memory and integer helpers.
+
+cdef extern from "stdlib.h" nogil:
+    void* aligned_alloc(size_t alignment, size_t size)
+    void free(void* ptr)
+
+cdef extern from "string.h" nogil:
+    void* memset(void* s, int c, size_t n)
+    void* memcpy(void* dest, const void* src, size_t n)
+
+# Scratch buffers are 64-byte aligned (one cache line, one zmm register).
+cdef inline void* scratch_alloc(size_t nbytes) noexcept nogil:
+    cdef size_t rounded = ((nbytes + 63) // 64) * 64
+    if rounded == 0:
+        rounded = 64
+    return aligned_alloc(64, rounded)
+
+# Floor and ceiling division that are correct for negative numerators (C truncates).
+cdef inline Py_ssize_t floor_div(Py_ssize_t a, Py_ssize_t b) noexcept nogil:
+    cdef Py_ssize_t q = a // b
+    if (a % b != 0) and ((a < 0) != (b < 0)):
+        q -= 1
+    return q
+
+cdef inline Py_ssize_t ceil_div(Py_ssize_t a, Py_ssize_t b) noexcept nogil:
+    return -floor_div(-a, b)

@@ -1,0 +1,35 @@
+"""Algorithm selection: a pure function of the validated parameters.
+
+Kept apart from the kernels and from validation so that it can be tested with a table
+of named cases (as PyTorch tests ``_select_conv_backend``).
+"""
+
+from __future__ import annotations
+
+import enum
+
+from cconv._params import ConvParams
+
+
+class Algorithm(enum.Enum):
+    IMPLICIT_GEMM = "implicit_gemm"          # standard / grouped / strided / dilated conv
+    POINTWISE = "pointwise"                  # 1x1, no padding: the GEMM engine, one tap
+    DEPTHWISE = "depthwise"                  # groups == C_in: per-plane row kernels
+    TRANSPOSED_PHASES = "transposed_phases"  # transposed conv as a per-phase gather GEMM
+    SEPARABLE = "separable"                  # depthwise, then pointwise
+
+
+def select_algorithm(p: ConvParams) -> Algorithm:
+    """Which kernel family runs a call described by ``p``."""
+    if p.op == "separable_conv2d":
+        return Algorithm.SEPARABLE
+    if p.op == "conv_transpose2d":
+        return Algorithm.TRANSPOSED_PHASES
+    if p.op == "depthwise_conv2d":
+        return Algorithm.DEPTHWISE
+    # conv2d (and pointwise_conv2d, which is conv2d with a 1x1 weight).
+    if p.groups == p.C_in and p.groups > 1 and p.C_out % p.C_in == 0:
+        return Algorithm.DEPTHWISE
+    if p.kernel == (1, 1) and p.zero_padding:
+        return Algorithm.POINTWISE
+    return Algorithm.IMPLICIT_GEMM

@@ -1,0 +1,230 @@
+"""The public convolution functions: thin wrappers over one private funnel.
+
+``_convolution`` normalises and validates (``_params.normalize``), picks the algorithm
+(``_dispatch.select_algorithm``), applies a non-zero padding mode by padding once in
+Python, allocates the output from the shared shape arithmetic, and runs the kernel.
+"""
+
+from __future__ import annotations
+
+import numpy as np
+
+from cconv import _depthwise, _igemm
+from cconv._dispatch import Algorithm, select_algorithm
+from cconv._params import ConvParams, normalize
+
+_NUMPY_PAD_MODE = {"reflect": "reflect", "replicate": "edge", "circular": "wrap"}
+_NO_PADDING = ((0, 0), (0, 0))
+
+# Shared parameter documentation, written once (scipy's _ni_docstrings habit).
+_DOCS = {
+    "input": """input : array_like, shape (N, C_in, H, W) or (C_in, H, W)
+        float32 or float64. An unbatched input gives an unbatched output.""",
+    "stride": """stride : int or (int, int), default 1
+        Step of the kernel over the input, (sh, sw).""",
+    "padding": """padding : int, (int, int), 'valid', 'same' or ((top, bottom), (left, right))
+        Implicit padding. 'same' keeps ceil(size / stride) outputs; the odd pixel goes
+        bottom/right (torch at stride 1, TensorFlow at every stride).""",
+    "dilation": """dilation : int or (int, int), default 1
+        Spacing between kernel taps.""",
+    "padding_mode": """padding_mode : {'zeros', 'reflect', 'replicate', 'circular'}
+        How the border is filled, as torch.nn.Conv2d.""",
+    "out": """out : ndarray, optional
+        C-contiguous array of the result's shape and dtype that receives the result.""",
+    "n_threads": """n_threads : int, optional
+        None = process default (cconv.get_num_threads()); a positive count; a negative
+        count back from the number of usable cores (-1 = all). 0 is an error.""",
+    "returns": """Returns
+    -------
+    ndarray
+        The result, of the input's dtype (``out`` itself when given).""",
+}
+
+
+def _doc(text: str) -> str:
+    for key, value in _DOCS.items():
+        text = text.replace("{" + key + "}", value)
+    return text
+
+
+def _pad_input(x: np.ndarray, p: ConvParams) -> np.ndarray:
+    (pt, pb), (pl, pr) = p.padding
+    return np.pad(x, ((0, 0), (0, 0), (pt, pb), (pl, pr)), mode=_NUMPY_PAD_MODE[p.padding_mode])
+
+
+def _run_conv(x, w, b, out, p: ConvParams, algorithm: Algorithm, padding, stride):
+    if algorithm is Algorithm.DEPTHWISE:
+        _depthwise.depthwise_forward(x, w, b, out, stride, padding, p.dilation, p.n_threads)
+    else:
+        _igemm.conv2d_forward(x, w, b, out, stride, padding, p.dilation, p.groups,
+                              p.n_threads)
+
+
+def _convolution(op: str, input, weight, bias=None, **kwargs):
+    p, a = normalize(op, input, weight, bias, **kwargs)
+    algorithm = select_algorithm(p)
+    out = a["out"]
+    if out is None:
+        out = np.empty(p.output_shape, dtype=p.dtype)
+    x, padding = a["x"], p.padding
+    if p.padding_mode != "zeros" and not p.zero_padding:
+        x, padding = _pad_input(x, p), _NO_PADDING
+
+    if p.output_shape[0] == 0:
+        pass  # an empty batch: nothing to compute
+    elif algorithm is Algorithm.TRANSPOSED_PHASES:
+        _igemm.conv_transpose2d_forward(x, a["w"], a["b"], out, p.stride, padding,
+                                        p.dilation, p.groups, p.n_threads)
+    elif algorithm is Algorithm.SEPARABLE:
+        N, _, H_out, W_out = p.output_shape
+        mid = np.empty((N, p.mid_channels, H_out, W_out), dtype=p.dtype)
+        _depthwise.depthwise_forward(x, a["w"], a["b"], mid, p.stride, padding, p.dilation,
+                                     p.n_threads)
+        pw = a["pw"].reshape(a["pw"].shape[0], p.mid_channels, 1, 1)
+        _igemm.conv2d_forward(mid, pw, a["pw_b"], out, (1, 1), _NO_PADDING, (1, 1), 1,
+                              p.n_threads)
+    else:
+        _run_conv(x, a["w"], a["b"], out, p, algorithm, padding, p.stride)
+
+    if a["out"] is not None:
+        return kwargs["out"]
+    return out if p.batched else out[0]
+
+
+def conv2d(input, weight, bias=None, stride=1, padding=0, dilation=1, groups=1, *,
+           padding_mode="zeros", out=None, n_threads=None):
+    return _convolution("conv2d", input, weight, bias, stride=stride, padding=padding,
+                        dilation=dilation, groups=groups, padding_mode=padding_mode, out=out,
+                        n_threads=n_threads)
+
+
+conv2d.__doc__ = _doc("""2-D convolution (cross-correlation, as torch.nn.functional.conv2d).
+
+    Parameters
+    ----------
+    {input}
+    weight : array_like, shape (C_out, C_in / groups, kh, kw)
+    bias : array_like, shape (C_out,), optional
+    {stride}
+    {padding}
+    {dilation}
+    groups : int, default 1
+        Input and output channels are split into this many independent groups.
+    {padding_mode}
+    {out}
+    {n_threads}
+
+    {returns} Shape (N, C_out, H_out, W_out) with
+        H_out = floor((H + top + bottom - dilation*(kh-1) - 1) / stride) + 1.
+    """)
+
+
+def conv_transpose2d(input, weight, bias=None, stride=1, padding=0, output_padding=0,
+                     groups=1, dilation=1, *, out=None, n_threads=None):
+    return _convolution("conv_transpose2d", input, weight, bias, stride=stride,
+                        padding=padding, output_padding=output_padding, groups=groups,
+                        dilation=dilation, out=out, n_threads=n_threads)
+
+
+conv_transpose2d.__doc__ = _doc("""2-D transposed convolution (torch.nn.functional.conv_transpose2d).
+
+    The gradient-shaped "inverse" of a strided conv, used to upsample. Computed as a
+    gather over output pixels (each output element by exactly one thread).
+
+    Parameters
+    ----------
+    {input}
+    weight : array_like, shape (C_in, C_out / groups, kh, kw)
+    bias : array_like, shape (C_out,), optional
+    {stride}
+    padding : int or (int, int), default 0
+        dilation*(k-1) - padding zeros are implicitly added on each side.
+    output_padding : int or (int, int), default 0
+        Extra rows/columns on the bottom/right; must be smaller than stride or dilation.
+    groups : int, default 1
+    {dilation}
+    {out}
+    {n_threads}
+
+    {returns} H_out = (H - 1)*stride - 2*padding + dilation*(kh-1) + output_padding + 1.
+    """)
+
+
+def depthwise_conv2d(input, weight, bias=None, stride=1, padding=0, dilation=1, *,
+                     padding_mode="zeros", out=None, n_threads=None):
+    return _convolution("depthwise_conv2d", input, weight, bias, stride=stride,
+                        padding=padding, dilation=dilation, padding_mode=padding_mode,
+                        out=out, n_threads=n_threads)
+
+
+depthwise_conv2d.__doc__ = _doc("""Depthwise convolution: every channel convolved on its own.
+
+    Equal to conv2d with groups=C_in. With a channel multiplier m the weight has
+    C_in*m filters and output channel c*m + j reads input channel c.
+
+    Parameters
+    ----------
+    {input}
+    weight : array_like, shape (C_in * m, 1, kh, kw)
+    bias : array_like, shape (C_in * m,), optional
+    {stride}
+    {padding}
+    {dilation}
+    {padding_mode}
+    {out}
+    {n_threads}
+
+    {returns} Shape (N, C_in * m, H_out, W_out).
+    """)
+
+
+def pointwise_conv2d(input, weight, bias=None, stride=1, *, out=None, n_threads=None):
+    return _convolution("pointwise_conv2d", input, weight, bias, stride=stride, out=out,
+                        n_threads=n_threads)
+
+
+pointwise_conv2d.__doc__ = _doc("""Pointwise (1x1) convolution: mixes channels at each position.
+
+    Parameters
+    ----------
+    {input}
+    weight : array_like, shape (C_out, C_in) or (C_out, C_in, 1, 1)
+    bias : array_like, shape (C_out,), optional
+    {stride}
+    {out}
+    {n_threads}
+
+    {returns} Shape (N, C_out, ceil(H / sh), ceil(W / sw)).
+    """)
+
+
+def separable_conv2d(input, depthwise_weight, pointwise_weight, depthwise_bias=None,
+                     pointwise_bias=None, stride=1, padding=0, dilation=1, *,
+                     padding_mode="zeros", out=None, n_threads=None):
+    return _convolution("separable_conv2d", input, depthwise_weight, depthwise_bias,
+                        stride=stride, padding=padding, dilation=dilation,
+                        padding_mode=padding_mode, out=out, n_threads=n_threads,
+                        pointwise_weight=pointwise_weight, pointwise_bias=pointwise_bias)
+
+
+separable_conv2d.__doc__ = _doc("""Depthwise-separable convolution: depthwise, then pointwise.
+
+    The MobileNet building block. stride, padding, dilation and padding_mode apply to
+    the depthwise stage.
+
+    Parameters
+    ----------
+    {input}
+    depthwise_weight : array_like, shape (C_in * m, 1, kh, kw)
+    pointwise_weight : array_like, shape (C_out, C_in * m) or (C_out, C_in * m, 1, 1)
+    depthwise_bias : array_like, shape (C_in * m,), optional
+    pointwise_bias : array_like, shape (C_out,), optional
+    {stride}
+    {padding}
+    {dilation}
+    {padding_mode}
+    {out}
+    {n_threads}
+
+    {returns} Shape (N, C_out, H_out, W_out).
+    """)
