@@ -27,58 +27,162 @@ from cython.parallel cimport prange, parallel
 from cconv._common cimport scratch_alloc, free, memset
 
 
-cdef inline void row_taps(floating* orow, const floating* src, const floating* wrow,
-                          Py_ssize_t KW, Py_ssize_t dw, Py_ssize_t sw,
-                          Py_ssize_t Wo) noexcept nogil:
-    """orow[ow] += sum_kw wrow[kw] * src[ow * sw + kw * dw]."""
-    cdef Py_ssize_t ow, kw
-    cdef floating w0, w1, w2
-    if KW == 3 and sw == 1:
-        w0 = wrow[0]; w1 = wrow[1]; w2 = wrow[2]
-        for ow in range(Wo):
-            orow[ow] = orow[ow] + w0 * src[ow] + w1 * src[ow + dw] + w2 * src[ow + 2 * dw]
-    elif KW == 3:
-        w0 = wrow[0]; w1 = wrow[1]; w2 = wrow[2]
-        for ow in range(Wo):
-            orow[ow] = (orow[ow] + w0 * src[ow * sw] + w1 * src[ow * sw + dw]
-                        + w2 * src[ow * sw + 2 * dw])
-    elif sw == 1:
-        for kw in range(KW):
-            w0 = wrow[kw]
-            for ow in range(Wo):
-                orow[ow] += w0 * src[ow + kw * dw]
+cdef enum:
+    BLOCK_F32 = 64   # output columns per register block, float32 (4 zmm)
+    BLOCK_F64 = 32   # float64 (4 zmm)
+
+
+cdef inline void taps_block_s1(floating* dst, const floating* src, const floating* w,
+                               const Py_ssize_t* off, Py_ssize_t T, floating b) noexcept nogil:
+    """dst[j] = b + sum_t w[t] * src[off[t] + j] for one register block of columns.
+
+    The accumulator is a 4 x (one zmm) local array that gcc keeps in registers (a 1-D
+    array of the same size is not promoted): per tap one broadcast and four FMAs with
+    memory operands, and no store until every tap is summed.
+    """
+    cdef Py_ssize_t t, i, j
+    cdef floating wv
+    cdef const floating* s
+    cdef float acc32[4][16]
+    cdef double acc64[4][8]
+    if floating is float:
+        for i in range(4):
+            for j in range(16):
+                acc32[i][j] = b
+        for t in range(T):
+            wv = w[t]
+            s = src + off[t]
+            for i in range(4):
+                for j in range(16):
+                    acc32[i][j] += wv * s[i * 16 + j]
+        for i in range(4):
+            for j in range(16):
+                dst[i * 16 + j] = acc32[i][j]
     else:
-        for kw in range(KW):
-            w0 = wrow[kw]
-            for ow in range(Wo):
-                orow[ow] += w0 * src[ow * sw + kw * dw]
+        for i in range(4):
+            for j in range(8):
+                acc64[i][j] = b
+        for t in range(T):
+            wv = w[t]
+            s = src + off[t]
+            for i in range(4):
+                for j in range(8):
+                    acc64[i][j] += wv * s[i * 8 + j]
+        for i in range(4):
+            for j in range(8):
+                dst[i * 8 + j] = acc64[i][j]
 
 
-cdef void depthwise_plane(const floating* xplane, floating* padded, floating* out_c,
-                          const floating* w_c, const floating* bias_c, Py_ssize_t mult,
-                          Py_ssize_t H, Py_ssize_t W, Py_ssize_t pt, Py_ssize_t pl,
-                          Py_ssize_t Wp, Py_ssize_t KH, Py_ssize_t KW, Py_ssize_t sh,
-                          Py_ssize_t sw, Py_ssize_t dh, Py_ssize_t dw, Py_ssize_t Ho,
-                          Py_ssize_t Wo) noexcept nogil:
-    cdef Py_ssize_t i, q, j, oh, ow, kh
+cdef inline void row_3x3_s1(floating* o, const floating* r0, const floating* r1,
+                            const floating* r2, const floating* w, Py_ssize_t dw,
+                            Py_ssize_t n, floating b) noexcept nogil:
+    """One output row (or flattened span) of a 3x3 stride-1 kernel, weights hoisted."""
+    cdef floating w0 = w[0], w1 = w[1], w2 = w[2], w3 = w[3], w4 = w[4], w5 = w[5]
+    cdef floating w6 = w[6], w7 = w[7], w8 = w[8]
+    cdef Py_ssize_t j
+    for j in range(n):
+        o[j] = (b + w0 * r0[j] + w1 * r0[j + dw] + w2 * r0[j + 2 * dw]
+                + w3 * r1[j] + w4 * r1[j + dw] + w5 * r1[j + 2 * dw]
+                + w6 * r2[j] + w7 * r2[j + dw] + w8 * r2[j + 2 * dw])
+
+
+cdef inline void row_3x3_s2(floating* o, const floating* r0, const floating* r1,
+                            const floating* r2, const floating* w, Py_ssize_t dw,
+                            Py_ssize_t n, floating b) noexcept nogil:
+    """One output row of a 3x3 stride-2 kernel: even/odd reads straight from the row."""
+    cdef floating w0 = w[0], w1 = w[1], w2 = w[2], w3 = w[3], w4 = w[4], w5 = w[5]
+    cdef floating w6 = w[6], w7 = w[7], w8 = w[8]
+    cdef Py_ssize_t j
+    for j in range(n):
+        o[j] = (b + w0 * r0[2 * j] + w1 * r0[2 * j + dw] + w2 * r0[2 * j + 2 * dw]
+                + w3 * r1[2 * j] + w4 * r1[2 * j + dw] + w5 * r1[2 * j + 2 * dw]
+                + w6 * r2[2 * j] + w7 * r2[2 * j + dw] + w8 * r2[2 * j + 2 * dw])
+
+
+cdef inline void taps_block_any(floating* dst, const floating* src, const floating* w,
+                                const Py_ssize_t* off, Py_ssize_t T, Py_ssize_t sw,
+                                Py_ssize_t n, floating b) noexcept nogil:
+    """Generic column stride: n columns, tap by tap (no register blocking)."""
+    cdef Py_ssize_t t, j
+    cdef floating wv
+    cdef const floating* s
+    for j in range(n):
+        dst[j] = b
+    for t in range(T):
+        wv = w[t]
+        s = src + off[t]
+        for j in range(n):
+            dst[j] += wv * s[j * sw]
+
+
+cdef inline void taps_span(floating* dst, const floating* src, const floating* w,
+                           const Py_ssize_t* off, Py_ssize_t T, Py_ssize_t n, floating b,
+                           floating* tmp) noexcept nogil:
+    """dst[j] = b + sum_t w[t] src[off[t] + j] for j < n (stride 1), in register blocks.
+
+    A partial last block is computed into tmp and copied; src must be readable a full
+    block past the span (the padded plane carries that margin).
+    """
+    cdef Py_ssize_t bw, j0, j
+    if floating is float:
+        bw = BLOCK_F32
+    else:
+        bw = BLOCK_F64
+    j0 = 0
+    while j0 + bw <= n:
+        taps_block_s1(dst + j0, src + j0, w, off, T, b)
+        j0 += bw
+    if j0 < n:
+        taps_block_s1(tmp, src + j0, w, off, T, b)
+        for j in range(n - j0):
+            dst[j0 + j] = tmp[j]
+
+
+cdef void depthwise_plane(const floating* xplane, floating* padded, floating* full,
+                          floating* out_c, const floating* w_c, const floating* bias_c,
+                          const Py_ssize_t* off, Py_ssize_t mult, Py_ssize_t H,
+                          Py_ssize_t W, Py_ssize_t pt, Py_ssize_t pl, Py_ssize_t Wp,
+                          Py_ssize_t T, Py_ssize_t row3, Py_ssize_t sh, Py_ssize_t sw,
+                          Py_ssize_t dh, Py_ssize_t dw, Py_ssize_t Ho, Py_ssize_t Wo,
+                          bint flat) noexcept nogil:
+    cdef Py_ssize_t i, q, j, oh
     cdef floating b
-    cdef floating* orow
     cdef floating* out_j
     cdef const floating* w_j
+    cdef floating* tmp = full + Ho * Wp + 64
     for i in range(H):
         for q in range(W):
             padded[(i + pt) * Wp + pl + q] = xplane[i * W + q]
+    cdef bint k3x3 = T == 9 and row3 == 3
+    cdef Py_ssize_t span
+    cdef const floating* p
     for j in range(mult):
         out_j = out_c + j * Ho * Wo
-        w_j = w_c + j * KH * KW
+        w_j = w_c + j * T
         b = bias_c[j] if bias_c != NULL else 0
+        if flat:
+            # Small planes: one span over the flattened padded plane (rows of Wp), then
+            # keep the valid Wo columns of each row.
+            span = (Ho - 1) * Wp + Wo
+            if k3x3:
+                row_3x3_s1(full, padded, padded + dh * Wp, padded + 2 * dh * Wp, w_j, dw,
+                           span, b)
+            else:
+                taps_span(full, padded, w_j, off, T, span, b, tmp)
+            for oh in range(Ho):
+                for q in range(Wo):
+                    out_j[oh * Wo + q] = full[oh * Wp + q]
+            continue
         for oh in range(Ho):
-            orow = out_j + oh * Wo
-            for ow in range(Wo):
-                orow[ow] = b
-            for kh in range(KH):
-                row_taps(orow, padded + (oh * sh + kh * dh) * Wp, w_j + kh * KW, KW, dw,
-                         sw, Wo)
+            p = padded + oh * sh * Wp
+            if k3x3 and sw == 1:
+                row_3x3_s1(out_j + oh * Wo, p, p + dh * Wp, p + 2 * dh * Wp, w_j, dw, Wo, b)
+            elif k3x3 and sw == 2:
+                row_3x3_s2(out_j + oh * Wo, p, p + dh * Wp, p + 2 * dh * Wp, w_j, dw, Wo, b)
+            elif sw == 1:
+                taps_span(out_j + oh * Wo, p, w_j, off, T, Wo, b, tmp)
+            else:
+                taps_block_any(out_j + oh * Wo, p, w_j, off, T, sw, Wo, b)
 
 
 def depthwise_forward(const floating[:, :, :, ::1] x, const floating[:, :, :, ::1] w, bias,
@@ -104,6 +208,17 @@ def depthwise_forward(const floating[:, :, :, ::1] x, const floating[:, :, :, ::
         Hp = need_h
     if need_w > Wp:
         Wp = need_w
+    cdef Py_ssize_t bw = 64 if floating is float else 32
+    # Tap offsets into the padded plane, (kh, kw) order: the weights' own order.
+    off_arr = (np.arange(KH, dtype=np.intp)[:, None] * dh * Wp
+               + np.arange(KW, dtype=np.intp)[None, :] * dw).ravel()
+    cdef Py_ssize_t[::1] off = off_arr
+    cdef Py_ssize_t T = KH * KW
+    # Small rows waste most of a register block: run them as one flattened span.
+    cdef bint flat = sh == 1 and sw == 1 and Wo < bw
+    # Reads may run one block (at stride 2, two) past the last row used.
+    cdef Py_ssize_t plane_alloc = Hp * Wp + 2 * bw * sw + Wp + 64
+    cdef Py_ssize_t full_alloc = Ho * Wp + 64 + bw + 64
     cdef const floating[::1] bias_view
     cdef const floating* bias_ptr = NULL
     if bias is not None:
@@ -111,6 +226,7 @@ def depthwise_forward(const floating[:, :, :, ::1] x, const floating[:, :, :, ::
         bias_ptr = &bias_view[0]
     cdef Py_ssize_t n_items = N * C, item, n, c
     cdef floating* padded
+    cdef floating* full
     cdef int failed = 0
     cdef int* failed_flag = &failed
     if n_items == 0:
@@ -119,20 +235,22 @@ def depthwise_forward(const floating[:, :, :, ::1] x, const floating[:, :, :, ::
     cdef const floating* wp = &w[0, 0, 0, 0]
     cdef floating* op = &out[0, 0, 0, 0]
     with nogil, parallel(num_threads=n_threads):
-        padded = <floating*> scratch_alloc(Hp * Wp * sizeof(floating))
+        padded = <floating*> scratch_alloc(plane_alloc * sizeof(floating))
+        full = <floating*> scratch_alloc(full_alloc * sizeof(floating))
         if padded != NULL:
-            memset(padded, 0, Hp * Wp * sizeof(floating))
+            memset(padded, 0, plane_alloc * sizeof(floating))
         for item in prange(n_items, schedule="static"):
-            if padded == NULL:
+            if padded == NULL or full == NULL:
                 failed_flag[0] = 1
                 continue
             n = item // C
             c = item - n * C
-            depthwise_plane(xp + item * H * W, padded, op + (n * C_out + c * mult) * Ho * Wo,
-                            wp + c * mult * KH * KW,
+            depthwise_plane(xp + item * H * W, padded, full,
+                            op + (n * C_out + c * mult) * Ho * Wo, wp + c * mult * T,
                             (bias_ptr + c * mult) if bias_ptr != NULL else NULL,
-                            mult, H, W, pt, pl, Wp, KH, KW, sh, sw, dh, dw, Ho, Wo)
+                            &off[0], mult, H, W, pt, pl, Wp, T, KW, sh, sw, dh, dw, Ho, Wo, flat)
         free(padded)
+        free(full)
     if failed:
         raise MemoryError("cconv: could not allocate per-thread scratch memory")
     return out
