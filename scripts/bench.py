@@ -560,7 +560,8 @@ def main(argv: Optional[Sequence[str]] = None) -> int:
     notes: Dict[str, str] = {}
     cc, why = import_optional("cconv")
     if cc is not None and not hasattr(cc, "conv2d"):
-        cc, why = None, f"cconv imported from {getattr(cc, '__file__', '?')} has no conv2d (not built?)"
+        where = getattr(cc, "__file__", None) or list(getattr(cc, "__path__", []))
+        cc, why = None, f"cconv found at {where} has no conv2d (not built?)"
     contenders["cconv"] = cc
     if why:
         notes["cconv"] = why
