@@ -459,6 +459,7 @@ def write_plot(path: str, rows: Sequence[dict], dtype: str) -> Optional[str]:
     cases = list(dict.fromkeys(r["case"] for r in rated))
     threads = sorted({r["threads"] for r in rated})
     width = 0.8 / len(threads)
+    all_ratios = []
     fig, ax = plt.subplots(figsize=(max(6.0, 0.45 * len(cases) + 2), 4.5))
     for i, n in enumerate(threads):
         xs, ys = [], []
@@ -467,9 +468,21 @@ def write_plot(path: str, rows: Sequence[dict], dtype: str) -> Optional[str]:
             if r is not None:
                 xs.append(j + (i - (len(threads) - 1) / 2) * width)
                 ys.append(r["ratio_best"])
-        ax.bar(xs, ys, width=width, label=f"{n} thread{'s' if n > 1 else ''}")
+        # bars grow from 1 (parity): up when cconv is faster, down when slower
+        ax.bar(xs, [y - 1.0 for y in ys], bottom=1.0, width=width,
+               label=f"{n} thread{'s' if n > 1 else ''}")
+        all_ratios.extend(ys)
     ax.axhline(1.0, color="black", linewidth=0.8)
     ax.set_yscale("log")
+    span = max(1.5, 1.25 * max(max(all_ratios), 1.0 / min(all_ratios)))
+    ax.set_ylim(1.0 / span, span)
+    candidates = (0.01, 0.02, 0.05, 0.1, 0.2, 0.5, 1.0, 2.0, 5.0, 10.0, 20.0, 50.0, 100.0)
+    if span < 2.5:
+        candidates += (0.67, 0.8, 1.25, 1.5)
+    ticks = sorted(t for t in candidates if 1.0 / span <= t <= span)
+    ax.set_yticks(ticks)
+    ax.set_yticklabels([f"{t:g}x" for t in ticks])
+    ax.minorticks_off()
     ax.set_xticks(range(len(cases)))
     ax.set_xticklabels(cases, rotation=60, ha="right", fontsize=8)
     ax.set_ylabel("torch time / cconv time (best of rounds)")
