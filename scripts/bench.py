@@ -309,9 +309,9 @@ def run_case(case: dict, arrays: dict, threads: int, contenders: Dict[str, objec
     row = {"case": case["name"], "op": case["op"], "threads": threads, "macs": macs,
            "status": "ok", "messages": [], "rel_err": {}, "timings_ms": {}}
     active = dict(contenders)
-    if active.get("numpy") is not None and macs > args.numpy_max_macs:
-        active["numpy"] = None
-        row["messages"].append(f"numpy skipped: {macs:,} MACs > --numpy-max-macs")
+    numpy_over_cap = active.get("numpy") is not None and macs > args.numpy_max_macs
+    if numpy_over_cap and active.get("torch") is not None:
+        active["numpy"] = None                # not needed as the reference either
     calls = make_calls(case, arrays, threads, active, use_out=not args.no_out)
 
     progress.update(f"{label} {case['name']} x{threads}: checking", (case["name"], threads))
@@ -339,6 +339,12 @@ def run_case(case: dict, arrays: dict, threads: int, contenders: Dict[str, objec
             row["status"] = "FAILED"
             row["messages"].append(f"{name} differs from the reference: rel err {err:.3g} > {tol:g}")
             del calls[name]
+
+    if numpy_over_cap:
+        calls.pop("numpy", None)              # (it may have served as the reference)
+        row["messages"].append(f"numpy skipped: {macs:,} MACs > --numpy-max-macs")
+    if "cconv" in calls and "cconv" not in row["rel_err"]:
+        row["messages"].append("cconv unchecked: no reference (neither torch nor numpy)")
 
     def on_round(r):
         progress.update(f"{label} {case['name']} x{threads}: round {r + 1}/{args.rounds}",
@@ -424,11 +430,14 @@ def render_table(rows: Sequence[dict], summary: Sequence[dict], contenders: Sequ
     align = ["left", "left"] + ["right"] * (len(headers) - 3) + ["left"]
     parts = [tabulate(body, headers=headers, tablefmt="github", disable_numparse=True,
                       colalign=align)]
-    notes = sorted({m for r in rows for m in r["messages"] if m.startswith("numpy skipped")})
-    if notes:
-        skipped = [r["case"] for r in rows if any(m.startswith("numpy skipped") for m in r["messages"])]
+    skipped = [r["case"] for r in rows if any(m.startswith("numpy skipped") for m in r["messages"])]
+    if skipped:
         parts.append(f"numpy reference skipped (over --numpy-max-macs) for: "
                      f"{', '.join(dict.fromkeys(skipped))}")
+    unchecked = [r["case"] for r in rows if any(m.startswith("cconv unchecked") for m in r["messages"])]
+    if unchecked:
+        parts.append(f"cconv results NOT checked (no torch, --no-numpy) for: "
+                     f"{', '.join(dict.fromkeys(unchecked))}")
     if summary:
         parts.append(tabulate([[s["threads"], s["op"], s["cases"], f"{s['geomean_ratio_best']:.2f}x",
                                 f"{s['geomean_ratio_median']:.2f}x"] for s in summary],

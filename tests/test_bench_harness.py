@@ -361,6 +361,25 @@ def test_numpy_is_skipped_over_the_mac_cap():
     assert any("numpy skipped" in m for m in row["messages"])
 
 
+def test_without_torch_numpy_checks_cconv_even_over_the_cap():
+    case = tiny_case("depthwise")
+    row = bench.run_case(case, bench.make_arrays(case, "float32"), 1,
+                         {"cconv": _FakeCconv("wrong"), "torch": None, "numpy": np},
+                         args_for("--numpy-max-macs", "10"), bench.Progress(enabled=False), "")
+    assert row["status"] == "FAILED"
+    assert "numpy" not in row["timings_ms"]
+
+
+def test_a_cconv_result_without_any_reference_is_flagged():
+    case = tiny_case("depthwise")
+    row = bench.run_case(case, bench.make_arrays(case, "float32"), 1,
+                         {"cconv": _FakeCconv("wrong"), "torch": None, "numpy": None},
+                         args_for(), bench.Progress(enabled=False), "")
+    assert any(m.startswith("cconv unchecked") for m in row["messages"])
+    text = bench.render_table([row], [], ["cconv"], [], "float32")
+    assert "NOT checked" in text and "tiny_depthwise" in text
+
+
 # --------------------------------------------------------------------------- the CLI
 
 def test_main_runs_the_tiny_case_and_writes_json(tmp_path, capsys):
