@@ -425,6 +425,18 @@ def test_cli_help_as_a_process():
         assert opt in proc.stdout
 
 
+def test_script_reexecs_itself_with_the_malloc_settings(tmp_path):
+    out = tmp_path / "r.json"
+    env = {k: v for k, v in os.environ.items()
+           if k not in bench.MALLOC_ENV and k != bench.REEXEC_GUARD}
+    proc = subprocess.run([sys.executable, os.path.join(SCRIPTS, "bench.py"), "--cases",
+                           "tiny_dw16_4", "--rounds", "1", "--min-time", "0", "--threads", "1",
+                           "--no-peak", "--quiet", "--json", str(out)],
+                          capture_output=True, text=True, timeout=300, env=env, cwd=tmp_path)
+    assert proc.returncode == 0, proc.stderr
+    assert json.loads(out.read_text())["meta"]["malloc_env"] == bench.MALLOC_ENV
+
+
 # --------------------------------------------------------------------------- with cconv built
 
 @pytest.mark.skipif(_cconv_or_none() is None, reason="cconv not importable (not built)")
