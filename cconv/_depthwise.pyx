@@ -24,7 +24,7 @@ import numpy as np
 from cython cimport floating
 from cython.parallel cimport prange, parallel
 
-from cconv._common cimport scratch_alloc, free, memset
+from cconv._common cimport scratch_alloc, free, memset, effective_threads
 
 
 cdef enum:
@@ -209,11 +209,14 @@ def depthwise_forward(const floating[:, :, :, ::1] x, const floating[:, :, :, ::
     if need_w > Wp:
         Wp = need_w
     cdef Py_ssize_t bw = 64 if floating is float else 32
+    cdef Py_ssize_t T = KH * KW, kh, kw
     # Tap offsets into the padded plane, (kh, kw) order: the weights' own order.
-    off_arr = (np.arange(KH, dtype=np.intp)[:, None] * dh * Wp
-               + np.arange(KW, dtype=np.intp)[None, :] * dw).ravel()
-    cdef Py_ssize_t[::1] off = off_arr
-    cdef Py_ssize_t T = KH * KW
+    cdef Py_ssize_t* off = <Py_ssize_t*> scratch_alloc(T * sizeof(Py_ssize_t))
+    if off == NULL:
+        raise MemoryError("cconv: could not allocate the depthwise tap table")
+    for kh in range(KH):
+        for kw in range(KW):
+            off[kh * KW + kw] = kh * dh * Wp + kw * dw
     # Small rows waste most of a register block: run them as one flattened span.
     cdef bint flat = sh == 1 and sw == 1 and Wo < bw
     # Reads may run one block (at stride 2, two) past the last row used.
@@ -230,7 +233,9 @@ def depthwise_forward(const floating[:, :, :, ::1] x, const floating[:, :, :, ::
     cdef int failed = 0
     cdef int* failed_flag = &failed
     if n_items == 0:
+        free(off)
         return out
+    n_threads = effective_threads(n_threads, n_items, <double> N * C_out * Ho * Wo * T)
     cdef const floating* xp = &x[0, 0, 0, 0]
     cdef const floating* wp = &w[0, 0, 0, 0]
     cdef floating* op = &out[0, 0, 0, 0]
@@ -248,9 +253,10 @@ def depthwise_forward(const floating[:, :, :, ::1] x, const floating[:, :, :, ::
             depthwise_plane(xp + item * H * W, padded, full,
                             op + (n * C_out + c * mult) * Ho * Wo, wp + c * mult * T,
                             (bias_ptr + c * mult) if bias_ptr != NULL else NULL,
-                            &off[0], mult, H, W, pt, pl, Wp, T, KW, sh, sw, dh, dw, Ho, Wo, flat)
+                            off, mult, H, W, pt, pl, Wp, T, KW, sh, sw, dh, dw, Ho, Wo, flat)
         free(padded)
         free(full)
+    free(off)
     if failed:
         raise MemoryError("cconv: could not allocate per-thread scratch memory")
     return out

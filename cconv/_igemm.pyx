@@ -36,7 +36,7 @@ cimport numpy as cnp
 from cython cimport floating
 from cython.parallel cimport prange, parallel
 
-from cconv._common cimport scratch_alloc, free, floor_div, ceil_div
+from cconv._common cimport scratch_alloc, free, floor_div, ceil_div, effective_threads
 
 cnp.import_array()
 
@@ -412,6 +412,8 @@ def _run(const floating[::1] x, floating[::1] out, const floating[::1] apack, bi
     cdef int status = 0
     if n_rows == 0 or N == 0:
         return
+    n_threads = effective_threads(n_threads, N * G * n_rows, <double> N * G * M * out_plane
+                                  * (P.K if P.K > 0 else 1))
     with nogil:
         status = run_problem(&P, x_ptr, &out[0], &apack[0], bias_ptr, N, G, per_chunk,
                              &work[0, 0], n_rows, n_threads)

@@ -10,8 +10,7 @@ grammar of PyTorch's messages). Kernels then trust what they get.
 from __future__ import annotations
 
 import numbers
-from dataclasses import dataclass
-from typing import Optional, Tuple
+from typing import NamedTuple, Optional, Tuple
 
 import numpy as np
 
@@ -24,11 +23,16 @@ PADDING_MODES = ("zeros", "reflect", "replicate", "circular")
 OPS = ("conv2d", "conv_transpose2d", "depthwise_conv2d", "pointwise_conv2d",
        "separable_conv2d")
 SUPPORTED_DTYPES = (np.dtype(np.float32), np.dtype(np.float64))
+_F32, _F64 = SUPPORTED_DTYPES
 
 
-@dataclass(frozen=True)
-class ConvParams:
-    """Everything a kernel needs besides the arrays. Shapes are always 4-D (batched)."""
+class ConvParams(NamedTuple):
+    """Everything a kernel needs besides the arrays. Shapes are always 4-D (batched).
+
+    A NamedTuple rather than a frozen dataclass: it is built on every call, and tuple
+    construction is several times cheaper (the fixed cost per call matters for small
+    layers).
+    """
 
     op: str
     dtype: np.dtype
@@ -69,6 +73,8 @@ def _fmt_shape(shape) -> str:
 
 
 def _as_int(value, name: str) -> int:
+    if type(value) is int:  # the common case, without the slow ABC check
+        return value
     if isinstance(value, bool) or not isinstance(value, numbers.Integral):
         raise TypeError(f"{name} must be an int or a pair of ints, got {value!r}")
     return int(value)
@@ -76,6 +82,8 @@ def _as_int(value, name: str) -> int:
 
 def as_pair(value, name: str) -> Pair:
     """An int or a length-2 sequence of ints, as a pair."""
+    if type(value) is int:
+        return (value, value)
     if isinstance(value, (tuple, list, np.ndarray)):
         items = list(value)
         if len(items) != 2:
@@ -96,6 +104,8 @@ def _positive_pair(value, name: str) -> Pair:
 def normalize_padding(padding, kernel: Pair, stride: Pair, dilation: Pair, input_hw: Pair,
                       allow_strings: bool = True) -> Padding2d:
     """((top, bottom), (left, right)) from an int, a pair, 'valid', 'same' or nested pairs."""
+    if type(padding) is int and padding >= 0:
+        return ((padding, padding), (padding, padding))
     if isinstance(padding, str):
         if not allow_strings:
             raise ValueError(f"padding={padding!r} is not supported here: give an int or a "
@@ -128,6 +138,8 @@ def _float_array(value, name: str, allow_none: bool = False) -> Optional[np.ndar
         if allow_none:
             return None
         raise TypeError(f"{name} must be an array, got None")
+    if type(value) is np.ndarray and (value.dtype is _F32 or value.dtype is _F64):
+        return value
     try:
         arr = np.asarray(value)
     except (ValueError, TypeError) as exc:

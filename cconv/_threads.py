@@ -10,6 +10,7 @@ a negative int counts back from the number of usable cores (-1 = all of them);
 from __future__ import annotations
 
 import contextlib
+import functools
 import numbers
 import os
 import threading
@@ -20,8 +21,12 @@ _lock = threading.Lock()
 _process_default: int | None = None
 
 
+@functools.lru_cache(maxsize=1)
 def usable_cores() -> int:
-    """Cores this process may run on: CPU affinity, then a cgroup v2 CPU quota if any."""
+    """Cores this process may run on: CPU affinity, then a cgroup v2 CPU quota if any.
+
+    Read once per process (it costs a system call and a file read).
+    """
     try:
         cores = len(os.sched_getaffinity(0))
     except (AttributeError, OSError):
@@ -51,6 +56,8 @@ def resolve(n_threads) -> int:
     """The concrete thread count for one call (>= 1)."""
     if n_threads is None:
         return get_num_threads()
+    if type(n_threads) is int and n_threads > 0:
+        return n_threads
     n = _check_count(n_threads, "n_threads")
     if n > 0:
         return n
