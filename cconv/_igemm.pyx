@@ -10,11 +10,17 @@ whole (no im2col buffer): positions are processed in tiles of ``NR`` (32 float32
 16 float64 = two zmm registers) and ``B`` is packed one ``KC x NR`` panel at a time,
 straight from the unpadded input.
 
-* Layout: NCHW input and output; ``A`` is packed once per call as
-  ``[group][m-block of MR=8][k][MR]`` with ``k = tap * C_in_per_group + c``
-  (tap-major, so every tap is a contiguous run of k).
-* Micro-kernel: an ``MR x NR`` accumulator tile held in 16 zmm registers, ``A`` read
-  k-major, the packed ``B`` row read in place, innermost loop over the NR columns.
+* Layout: NCHW input and output. ``A`` is the weight tensor itself, read in place
+  (never repacked, so a call has no per-call weight preparation): element ``(m, k)``
+  of a group is at ``w_group + m * lda + aoff[k]``, with ``k = tap * C_in_per_group + c``
+  (tap-major, so every tap is a contiguous run of k) and ``aoff`` a small table.
+* Micro-kernel: an ``MR x NR`` accumulator tile held in 16 zmm registers; per k, eight
+  broadcasts from eight weight rows and two loads of the packed ``B`` row; innermost
+  loop over the NR columns.
+* Blocking: a work item covers up to ``NC`` positions (several NR tiles) and a chunk
+  of output channels. For each K-block of ``KC`` rows the item packs ``B`` for all its
+  tiles, then every MR block of weights runs over all tiles while it is hot in L1, so
+  the weights stream from memory once per ``NC`` positions rather than once per tile.
 * Positions live on a grid ``(Hg, Wg)``; tap ``t`` of grid point ``(i, j)`` reads input
   ``(i * sy + dy[t], j * sx + dx[t])`` and the result goes to output offset
   ``dst0 + i * drs + j * dcs``. A standard conv is one grid (the output) with
@@ -44,48 +50,62 @@ cdef enum:
     MR = 8          # output channels per micro-tile
     NR_F32 = 32     # positions per micro-tile, float32 (2 x 16 lanes)
     NR_F64 = 16     # positions per micro-tile, float64 (2 x 8 lanes)
-    KC = 128        # k rows per packed B panel (16 KiB: stays in L1 beside A)
-    MAX_CHUNK_ROWS = 256  # output channels per work item at most (C tile <= 32 KiB)
+    KC = 128        # k rows per packed B panel (16 KiB per tile: stays in L1 beside A)
+    NC = 128        # positions per work item at most (several tiles share each A block)
+    MAX_CHUNK_ROWS = 256  # output channels per work item at most
 
 
 # ---------------------------------------------------------------------------------
 # Micro-kernels. Written so that gcc fully unrolls the MR loop and vectorises the NR
-# loop: 8 broadcasts of A and 16 FMAs per k, accumulators never leave registers.
+# loop: 8 broadcasts of A and 16 FMAs per k, accumulators never leave registers. They
+# start from zero and add into C at the end (loading C into the accumulators made gcc
+# route it through memcpy and the stack). Weight rows past the last output channel are
+# clamped to it: their results are computed and discarded.
 
-cdef inline void microkernel_8x32_f32(Py_ssize_t kc, const float* a, const float* b,
-                                      float* c) noexcept nogil:
+cdef inline void microkernel_8x32_f32(Py_ssize_t kc, const float* a0, Py_ssize_t lda,
+                                      Py_ssize_t rows, const Py_ssize_t* aoff,
+                                      const float* b, float* c) noexcept nogil:
     cdef float acc[8][32]
-    cdef Py_ssize_t i, j, k
+    cdef const float* ar[8]
+    cdef Py_ssize_t i, j, k, o
     cdef float ai
     for i in range(8):
+        ar[i] = a0 + (i if i < rows else rows - 1) * lda
+    for i in range(8):
         for j in range(32):
-            acc[i][j] = c[i * 32 + j]
+            acc[i][j] = 0
     for k in range(kc):
+        o = aoff[k]
         for i in range(8):
-            ai = a[k * 8 + i]
+            ai = ar[i][o]
             for j in range(32):
                 acc[i][j] += ai * b[k * 32 + j]
     for i in range(8):
         for j in range(32):
-            c[i * 32 + j] = acc[i][j]
+            c[i * 32 + j] += acc[i][j]
 
 
-cdef inline void microkernel_8x16_f64(Py_ssize_t kc, const double* a, const double* b,
-                                      double* c) noexcept nogil:
+cdef inline void microkernel_8x16_f64(Py_ssize_t kc, const double* a0, Py_ssize_t lda,
+                                      Py_ssize_t rows, const Py_ssize_t* aoff,
+                                      const double* b, double* c) noexcept nogil:
     cdef double acc[8][16]
-    cdef Py_ssize_t i, j, k
+    cdef const double* ar[8]
+    cdef Py_ssize_t i, j, k, o
     cdef double ai
     for i in range(8):
+        ar[i] = a0 + (i if i < rows else rows - 1) * lda
+    for i in range(8):
         for j in range(16):
-            acc[i][j] = c[i * 16 + j]
+            acc[i][j] = 0
     for k in range(kc):
+        o = aoff[k]
         for i in range(8):
-            ai = a[k * 8 + i]
+            ai = ar[i][o]
             for j in range(16):
                 acc[i][j] += ai * b[k * 16 + j]
     for i in range(8):
         for j in range(16):
-            c[i * 16 + j] = acc[i][j]
+            c[i * 16 + j] += acc[i][j]
 
 
 # ---------------------------------------------------------------------------------
@@ -99,8 +119,10 @@ cdef struct Problem:
     Py_ssize_t C_out_img     # output channels per image
     Py_ssize_t out_plane     # H_out * W_out
     Py_ssize_t n_mblocks     # ceil(M / MR)
-    Py_ssize_t K             # total packed k per group (all phases' taps x Cg)
+    Py_ssize_t lda           # weight stride between output channels of a group
+    Py_ssize_t w_group       # weight stride between groups
     Py_ssize_t sy, sx        # grid-to-input strides
+    const Py_ssize_t* aoff   # weight offset of every k (all phases' taps x Cg)
     const Py_ssize_t* tap_dy
     const Py_ssize_t* tap_dx
     const Py_ssize_t* ph_hg
@@ -160,6 +182,15 @@ cdef inline void pack_rows(const floating* x_chan, Py_ssize_t plane, Py_ssize_t 
     cdef Py_ssize_t r, s, q, d, length, src
     cdef const floating* xc
     cdef floating* row
+    if nseg == 1 and seg[2] >= 0 and sx == 1:
+        # The common interior case: the whole tile is one contiguous input run.
+        src = seg[2]
+        for r in range(rows):
+            xc = x_chan + r * plane + src
+            row = bp + r * nr
+            for q in range(nr):
+                row[q] = xc[q]
+        return
     for r in range(rows):
         xc = x_chan + r * plane
         row = bp + r * nr
@@ -178,34 +209,40 @@ cdef inline void pack_rows(const floating* x_chan, Py_ssize_t plane, Py_ssize_t 
                     row[d + q] = xc[src + q * sx]
 
 
-cdef void run_tile(const Problem* P, const floating* x_img, floating* out_img,
-                   const floating* a_group, const floating* bias_group, Py_ssize_t g,
-                   Py_ssize_t phase, Py_ssize_t p0, Py_ssize_t mb0, Py_ssize_t mb1,
-                   floating* bpanel, floating* cbuf, Py_ssize_t* seg) noexcept nogil:
+cdef void run_item(const Problem* P, const floating* x_img, floating* out_img,
+                   const floating* w_group, const floating* bias_group, Py_ssize_t g,
+                   Py_ssize_t phase, Py_ssize_t p0, Py_ssize_t npos_item, Py_ssize_t mb0,
+                   Py_ssize_t mb1, floating* bpanel, floating* cbuf, Py_ssize_t* seg,
+                   int* tile_valid) noexcept nogil:
+    """All output channels [mb0*MR, mb1*MR) x positions [p0, p0+npos_item) of one phase."""
     cdef Py_ssize_t nr
     if floating is float:
         nr = NR_F32
     else:
         nr = NR_F64
-    cdef Py_ssize_t hg = P.ph_hg[phase], wg = P.ph_wg[phase]
-    cdef Py_ssize_t npos = hg * wg - p0
-    if npos > nr:
-        npos = nr
+    cdef Py_ssize_t wg = P.ph_wg[phase]
+    cdef Py_ssize_t ntiles = (npos_item + nr - 1) // nr
     cdef Py_ssize_t plane = P.H * P.W
-    cdef Py_ssize_t rows = (mb1 - mb0) * MR
-    cdef Py_ssize_t r, j, m, k, k_end, kb_end, t, ci, cnt, nseg, mb, kc
+    cdef Py_ssize_t tile_block = MR * nr       # one (m-block, tile) accumulator block
+    cdef Py_ssize_t r, j, m, k, k_end, kb_end, t, ci, cnt, nseg, mb, kc, tile, tp0, tnpos
+    cdef Py_ssize_t rows
     cdef floating v
     cdef int valid, any_valid
     cdef const floating* x_group = x_img + g * P.Cg * plane
+    cdef floating* cb
+    cdef floating* bp
 
-    # The C tile starts at the bias, so no separate pass adds it.
-    for r in range(rows):
-        m = mb0 * MR + r
-        v = 0
-        if bias_group != NULL and m < P.M:
-            v = bias_group[m]
-        for j in range(nr):
-            cbuf[r * nr + j] = v
+    # The C blocks start at the bias, so no separate pass adds it.
+    for mb in range(mb0, mb1):
+        for tile in range(ntiles):
+            cb = cbuf + ((mb - mb0) * ntiles + tile) * tile_block
+            for r in range(MR):
+                m = mb * MR + r
+                v = 0
+                if bias_group != NULL and m < P.M:
+                    v = bias_group[m]
+                for j in range(nr):
+                    cb[r * nr + j] = v
 
     k = P.ph_tap0[phase] * P.Cg
     k_end = P.ph_tap1[phase] * P.Cg
@@ -215,53 +252,77 @@ cdef void run_tile(const Problem* P, const floating* x_img, floating* out_img,
             kb_end = k_end
         kc = kb_end - k
         any_valid = 0
-        j = k
-        while j < kb_end:
-            t = j // P.Cg
-            ci = j - t * P.Cg
-            cnt = P.Cg - ci
-            if cnt > kb_end - j:
-                cnt = kb_end - j
-            nseg = build_segments(P, wg, p0, npos, nr, P.tap_dy[t], P.tap_dx[t], seg, &valid)
-            if valid:
-                any_valid = 1
-            # An all-padding tap still needs zero rows when it shares the panel.
-            pack_rows(x_group + ci * plane, plane, cnt, P.sx, seg, nseg,
-                      bpanel + (j - k) * nr, nr)
-            j += cnt
+        for tile in range(ntiles):
+            tp0 = p0 + tile * nr
+            tnpos = npos_item - tile * nr
+            if tnpos > nr:
+                tnpos = nr
+            bp = bpanel + tile * KC * nr
+            tile_valid[tile] = 0
+            j = k
+            while j < kb_end:
+                t = j // P.Cg
+                ci = j - t * P.Cg
+                cnt = P.Cg - ci
+                if cnt > kb_end - j:
+                    cnt = kb_end - j
+                nseg = build_segments(P, wg, tp0, tnpos, nr, P.tap_dy[t], P.tap_dx[t],
+                                      seg, &valid)
+                if valid:
+                    tile_valid[tile] = 1
+                # An all-padding tap still needs zero rows when it shares the panel.
+                pack_rows(x_group + ci * plane, plane, cnt, P.sx, seg, nseg,
+                          bp + (j - k) * nr, nr)
+                j += cnt
+            any_valid = any_valid | tile_valid[tile]
         if any_valid:
             for mb in range(mb0, mb1):
-                if floating is float:
-                    microkernel_8x32_f32(kc, a_group + (mb * P.K + k) * MR, bpanel,
-                                         cbuf + (mb - mb0) * MR * nr)
-                else:
-                    microkernel_8x16_f64(kc, a_group + (mb * P.K + k) * MR, bpanel,
-                                         cbuf + (mb - mb0) * MR * nr)
+                rows = P.M - mb * MR
+                if rows > MR:
+                    rows = MR
+                for tile in range(ntiles):
+                    if not tile_valid[tile]:
+                        continue
+                    if floating is float:
+                        microkernel_8x32_f32(kc, w_group + mb * MR * P.lda, P.lda, rows,
+                                             P.aoff + k, bpanel + tile * KC * nr,
+                                             cbuf + ((mb - mb0) * ntiles + tile) * tile_block)
+                    else:
+                        microkernel_8x16_f64(kc, w_group + mb * MR * P.lda, P.lda, rows,
+                                             P.aoff + k, bpanel + tile * KC * nr,
+                                             cbuf + ((mb - mb0) * ntiles + tile) * tile_block)
         k = kb_end
 
-    # Scatter the tile to its output positions.
+    # Scatter the item's tiles to their output positions.
     cdef Py_ssize_t dst0 = P.ph_dst0[phase], drs = P.ph_drs[phase], dcs = P.ph_dcs[phase]
     cdef floating* orow
     cdef Py_ssize_t gi, gj, base
     cdef bint contiguous = (dcs == 1 and drs == wg)
-    for r in range(rows):
-        m = mb0 * MR + r
-        if m >= P.M:
-            break
-        orow = out_img + (g * P.M + m) * P.out_plane
-        if contiguous:
-            base = dst0 + p0
-            for j in range(npos):
-                orow[base + j] = cbuf[r * nr + j]
-        else:
-            for j in range(npos):
-                gi = (p0 + j) // wg
-                gj = (p0 + j) - gi * wg
-                orow[dst0 + gi * drs + gj * dcs] = cbuf[r * nr + j]
+    for mb in range(mb0, mb1):
+        for r in range(MR):
+            m = mb * MR + r
+            if m >= P.M:
+                break
+            orow = out_img + (g * P.M + m) * P.out_plane
+            for tile in range(ntiles):
+                cb = cbuf + ((mb - mb0) * ntiles + tile) * tile_block + r * nr
+                tp0 = p0 + tile * nr
+                tnpos = npos_item - tile * nr
+                if tnpos > nr:
+                    tnpos = nr
+                if contiguous:
+                    base = dst0 + tp0
+                    for j in range(tnpos):
+                        orow[base + j] = cb[j]
+                else:
+                    for j in range(tnpos):
+                        gi = (tp0 + j) // wg
+                        gj = (tp0 + j) - gi * wg
+                        orow[dst0 + gi * drs + gj * dcs] = cb[j]
 
 
 cdef int run_problem(const Problem* P, const floating* x, floating* out,
-                     const floating* apack, const floating* bias, Py_ssize_t N,
+                     const floating* w, const floating* bias, Py_ssize_t N,
                      Py_ssize_t G, Py_ssize_t mb_per_chunk, const Py_ssize_t* work,
                      Py_ssize_t n_rows, int n_threads) noexcept nogil:
     """Run every work item; returns 0, or -1 when a thread could not get scratch memory."""
@@ -270,22 +331,25 @@ cdef int run_problem(const Problem* P, const floating* x, floating* out,
         nr = NR_F32
     else:
         nr = NR_F64
+    cdef Py_ssize_t max_tiles = (NC + nr - 1) // nr
     cdef Py_ssize_t n_chunks = (P.n_mblocks + mb_per_chunk - 1) // mb_per_chunk
     cdef Py_ssize_t n_items = N * G * n_chunks * n_rows
     cdef Py_ssize_t item, row, rest, chunk, g, n, mb0, mb1
     cdef floating* bpanel
     cdef floating* cbuf
     cdef Py_ssize_t* seg
+    cdef int* tile_valid
     cdef int failed = 0
     cdef int* failed_flag = &failed
     if n_items == 0:
         return 0
     with parallel(num_threads=n_threads):
-        bpanel = <floating*> scratch_alloc(KC * nr * sizeof(floating))
-        cbuf = <floating*> scratch_alloc(mb_per_chunk * MR * nr * sizeof(floating))
+        bpanel = <floating*> scratch_alloc(max_tiles * KC * nr * sizeof(floating))
+        cbuf = <floating*> scratch_alloc(mb_per_chunk * max_tiles * MR * nr * sizeof(floating))
         seg = <Py_ssize_t*> scratch_alloc(3 * (3 * nr + 4) * sizeof(Py_ssize_t))
+        tile_valid = <int*> scratch_alloc(max_tiles * sizeof(int))
         for item in prange(n_items, schedule="static"):
-            if bpanel == NULL or cbuf == NULL or seg == NULL:
+            if bpanel == NULL or cbuf == NULL or seg == NULL or tile_valid == NULL:
                 failed_flag[0] = 1
                 continue
             row = item % n_rows
@@ -298,84 +362,67 @@ cdef int run_problem(const Problem* P, const floating* x, floating* out,
             mb1 = mb0 + mb_per_chunk
             if mb1 > P.n_mblocks:
                 mb1 = P.n_mblocks
-            run_tile(P, x + n * P.C_in_img * P.H * P.W, out + n * P.C_out_img * P.out_plane,
-                     apack + g * P.n_mblocks * P.K * MR,
-                     (bias + g * P.M) if bias != NULL else NULL,
-                     g, work[2 * row], work[2 * row + 1], mb0, mb1, bpanel, cbuf, seg)
+            run_item(P, x + n * P.C_in_img * P.H * P.W, out + n * P.C_out_img * P.out_plane,
+                     w + g * P.w_group, (bias + g * P.M) if bias != NULL else NULL,
+                     g, work[3 * row], work[3 * row + 1], work[3 * row + 2], mb0, mb1,
+                     bpanel, cbuf, seg, tile_valid)
         free(bpanel)
         free(cbuf)
         free(seg)
+        free(tile_valid)
     return -1 if failed else 0
 
 
 # ---------------------------------------------------------------------------------
 # Python-facing entry points. Arguments arrive validated and normalised (cconv._params);
-# these only build the plan (taps, phases, work list, packed weights) and run it.
+# these only build the plan (taps, phases, work list, weight offsets) and run it.
 
 def positions_per_tile(dtype):
     """NR for a dtype: the tile width of output positions."""
     return NR_F32 if np.dtype(dtype) == np.float32 else NR_F64
 
 
-def pack_weights(const floating[:, :, :, ::1] w, Py_ssize_t G, Py_ssize_t M, Py_ssize_t Cg,
-                 const Py_ssize_t[::1] tap_kh, const Py_ssize_t[::1] tap_kw, bint transposed):
-    """Pack weights as A[group][m-block][tap * Cg + c][MR], zero rows past M.
+def plan_work(phase_positions, Py_ssize_t n_mblocks, Py_ssize_t n_images, Py_ssize_t nr,
+              int n_threads):
+    """Split the positions of every phase into work items and pick the m-chunk size.
 
-    conv weight is (G*M, Cg, kh, kw); transposed weight is (G*Cg, M, kh, kw).
+    Returns (work, mb_per_chunk): work rows are (phase, first position, positions).
+    Items hold up to NC positions and MAX_CHUNK_ROWS output channels; both shrink
+    (positions to one tile, channels to two blocks) until every thread has about eight
+    items, since coarse items lost 20% to imbalance at 2 threads. Neither choice changes
+    any result: each output's sum runs over k in the same order.
     """
-    cdef Py_ssize_t T = tap_kh.shape[0]
-    cdef Py_ssize_t nmb = (M + MR - 1) // MR
-    cdef Py_ssize_t K = T * Cg
-    dtype = np.float32 if floating is float else np.float64
-    apack_arr = np.zeros(G * nmb * K * MR, dtype=dtype)
-    cdef floating[::1] apack = apack_arr
-    cdef Py_ssize_t g, mb, t, c, i, m, base
-    with nogil:
-        for g in range(G):
-            for mb in range(nmb):
-                base = (g * nmb + mb) * K * MR
-                for t in range(T):
-                    for c in range(Cg):
-                        for i in range(MR):
-                            m = mb * MR + i
-                            if m >= M:
-                                break
-                            if transposed:
-                                apack[base + (t * Cg + c) * MR + i] = \
-                                    w[g * Cg + c, m, tap_kh[t], tap_kw[t]]
-                            else:
-                                apack[base + (t * Cg + c) * MR + i] = \
-                                    w[g * M + m, c, tap_kh[t], tap_kw[t]]
-    return apack_arr
-
-
-def _work_table(hg, wg, nr):
-    """(phase, first position) of every tile of every phase."""
-    rows = []
-    for phase, (h, w) in enumerate(zip(hg, wg)):
-        n_pos = int(h) * int(w)
-        starts = np.arange(0, n_pos, nr, dtype=np.intp)
-        rows.append(np.stack([np.full_like(starts, phase), starts], axis=1))
-    if not rows:
-        return np.zeros((0, 2), dtype=np.intp)
-    return np.ascontiguousarray(np.concatenate(rows, axis=0), dtype=np.intp)
-
-
-def _m_blocks_per_chunk(n_mblocks, n_rows_total, n_threads):
-    """m-blocks per work item: as many as fit, split further only to feed every thread."""
     per_chunk = max(1, min(n_mblocks, MAX_CHUNK_ROWS // MR))
-    while per_chunk > 1 and n_rows_total * (-(-n_mblocks // per_chunk)) < 4 * n_threads:
-        per_chunk = (per_chunk + 1) // 2
-    return per_chunk
+    tiles_per_item = NC // nr
+    target = 8 * n_threads
+
+    def count(tiles, chunk):
+        items_per_image = sum(-(-p // (tiles * nr)) for p in phase_positions)
+        return n_images * items_per_image * (-(-n_mblocks // chunk))
+
+    while count(tiles_per_item, per_chunk) < target and (tiles_per_item > 1 or per_chunk > 2):
+        if tiles_per_item > 1:
+            tiles_per_item //= 2
+        else:
+            per_chunk = (per_chunk + 1) // 2
+    step = tiles_per_item * nr
+    rows = []
+    for phase, n_pos in enumerate(phase_positions):
+        for p0 in range(0, n_pos, step):
+            rows.append((phase, p0, min(step, n_pos - p0)))
+    return np.asarray(rows, dtype=np.intp).reshape(-1, 3), per_chunk
 
 
-def _run(const floating[::1] x, floating[::1] out, const floating[::1] apack, bias,
+def _run(const floating[::1] x, floating[::1] out, const floating[::1] w, bias,
          Py_ssize_t N, Py_ssize_t C_in, Py_ssize_t H, Py_ssize_t W, Py_ssize_t G,
          Py_ssize_t M, Py_ssize_t out_plane, Py_ssize_t sy, Py_ssize_t sx,
+         Py_ssize_t lda, Py_ssize_t w_group, Py_ssize_t[::1] aoff,
          Py_ssize_t[::1] tap_dy, Py_ssize_t[::1] tap_dx, Py_ssize_t[:, ::1] phases,
          int n_threads):
     cdef Problem P
     cdef Py_ssize_t nr = NR_F32 if floating is float else NR_F64
+    if N == 0:
+        return
     P.C_in_img = C_in
     P.H = H
     P.W = W
@@ -384,9 +431,11 @@ def _run(const floating[::1] x, floating[::1] out, const floating[::1] apack, bi
     P.C_out_img = G * M
     P.out_plane = out_plane
     P.n_mblocks = (M + MR - 1) // MR
-    P.K = tap_dy.shape[0] * P.Cg
+    P.lda = lda
+    P.w_group = w_group
     P.sy = sy
     P.sx = sx
+    P.aoff = &aoff[0] if aoff.shape[0] else NULL
     P.tap_dy = &tap_dy[0] if tap_dy.shape[0] else NULL
     P.tap_dx = &tap_dx[0] if tap_dx.shape[0] else NULL
     # phases columns: hg, wg, dst0, drs, dcs, tap0, tap1
@@ -399,10 +448,14 @@ def _run(const floating[::1] x, floating[::1] out, const floating[::1] apack, bi
     P.ph_dcs = &pc[4, 0]
     P.ph_tap0 = &pc[5, 0]
     P.ph_tap1 = &pc[6, 0]
-    work_arr = _work_table(pc[0], pc[1], nr)
+    positions = (cols[0] * cols[1]).tolist()
+    n_threads = effective_threads(n_threads, N * G * sum(positions) // nr + 1,
+                                  <double> N * G * M * out_plane
+                                  * (aoff.shape[0] if aoff.shape[0] else 1))
+    cdef Py_ssize_t per_chunk
+    work_arr, per_chunk = plan_work(positions, P.n_mblocks, N * G, nr, n_threads)
     cdef Py_ssize_t[:, ::1] work = work_arr
     cdef Py_ssize_t n_rows = work.shape[0]
-    cdef Py_ssize_t per_chunk = _m_blocks_per_chunk(P.n_mblocks, N * G * n_rows, n_threads)
     cdef const floating[::1] bias_view
     cdef const floating* bias_ptr = NULL
     if bias is not None:
@@ -410,37 +463,48 @@ def _run(const floating[::1] x, floating[::1] out, const floating[::1] apack, bi
         bias_ptr = &bias_view[0]
     cdef const floating* x_ptr = &x[0] if x.shape[0] else NULL
     cdef int status = 0
-    if n_rows == 0 or N == 0:
+    if n_rows == 0:
         return
-    n_threads = effective_threads(n_threads, N * G * n_rows, <double> N * G * M * out_plane
-                                  * (P.K if P.K > 0 else 1))
     with nogil:
-        status = run_problem(&P, x_ptr, &out[0], &apack[0], bias_ptr, N, G, per_chunk,
+        status = run_problem(&P, x_ptr, &out[0], &w[0], bias_ptr, N, G, per_chunk,
                              &work[0, 0], n_rows, n_threads)
     if status != 0:
         raise MemoryError("cconv: could not allocate per-thread scratch memory")
 
 
+def _weight_offsets(Py_ssize_t[::1] tap_kh, Py_ssize_t[::1] tap_kw, Py_ssize_t Cg,
+                    Py_ssize_t KW, Py_ssize_t channel_stride, Py_ssize_t tap_row_stride):
+    """aoff[t * Cg + c] = c * channel_stride + kh_t * tap_row_stride + kw_t."""
+    cdef Py_ssize_t T = tap_kh.shape[0], t, c
+    out = np.empty(T * Cg, dtype=np.intp)
+    cdef Py_ssize_t[::1] o = out
+    for t in range(T):
+        for c in range(Cg):
+            o[t * Cg + c] = c * channel_stride + tap_kh[t] * tap_row_stride + tap_kw[t]
+    return out
+
+
 def conv2d_forward(x, w, bias, out, stride, padding, dilation, int groups, int n_threads):
     """Standard/grouped/strided/dilated/pointwise conv. x (N,C,H,W) and out C-contiguous.
 
-    padding is ((top, bottom), (left, right)); the bottom/right amounts only shape the
-    output, which the caller allocated.
+    w is (C_out, C_in/groups, kh, kw), C-contiguous. padding is ((top, bottom),
+    (left, right)); the bottom/right amounts only shape the output, which the caller
+    allocated.
     """
     N, C_in, H, W = x.shape
     C_out, Cg, KH, KW = w.shape
     _, _, H_out, W_out = out.shape
     M = C_out // groups
-    kh, kw = np.meshgrid(np.arange(KH, dtype=np.intp), np.arange(KW, dtype=np.intp),
-                         indexing="ij")
-    tap_kh = np.ascontiguousarray(kh.ravel())
-    tap_kw = np.ascontiguousarray(kw.ravel())
-    tap_dy = np.ascontiguousarray(tap_kh * dilation[0] - padding[0][0])
-    tap_dx = np.ascontiguousarray(tap_kw * dilation[1] - padding[1][0])
+    tap_kh = np.repeat(np.arange(KH, dtype=np.intp), KW)
+    tap_kw = np.tile(np.arange(KW, dtype=np.intp), KH)
+    tap_dy = tap_kh * dilation[0] - padding[0][0]
+    tap_dx = tap_kw * dilation[1] - padding[1][0]
     phases = np.array([[H_out, W_out, 0, W_out, 1, 0, KH * KW]], dtype=np.intp)
-    apack = pack_weights(w, groups, M, Cg, tap_kh, tap_kw, False)
-    _run(x.reshape(-1), out.reshape(-1), apack, bias, N, C_in, H, W, groups, M,
-         H_out * W_out, stride[0], stride[1], tap_dy, tap_dx, phases, n_threads)
+    aoff = _weight_offsets(tap_kh, tap_kw, Cg, KW, KH * KW, KW)
+    lda = Cg * KH * KW
+    _run(x.reshape(-1), out.reshape(-1), w.reshape(-1), bias, N, C_in, H, W, groups, M,
+         H_out * W_out, stride[0], stride[1], lda, M * lda, aoff, tap_dy, tap_dx, phases,
+         n_threads)
     return out
 
 
@@ -485,10 +549,9 @@ def conv_transpose2d_forward(x, w, bias, out, stride, padding, dilation, int gro
     as_index = lambda v: np.ascontiguousarray(np.asarray(v, dtype=np.intp))
     tap_kh, tap_kw, tap_dy, tap_dx = map(as_index, (tap_kh, tap_kw, tap_dy, tap_dx))
     phases = as_index(phases).reshape(-1, 7)
-    apack = pack_weights(w, groups, M, Cg, tap_kh, tap_kw, True)
-    if apack.size == 0:
-        # No tap reaches any output (every phase empty): the output is the bias alone.
-        apack = np.zeros(1, dtype=x.dtype)
-    _run(x.reshape(-1), out.reshape(-1), apack, bias, N, C_in, H, W, groups, M,
-         H_out * W_out, 1, 1, tap_dy, tap_dx, phases, n_threads)
+    # Weight element (m, tap, c) of group g: w[g*Cg + c, m, kh, kw].
+    aoff = _weight_offsets(tap_kh, tap_kw, Cg, KW, M * KH * KW, KW)
+    _run(x.reshape(-1), out.reshape(-1), w.reshape(-1), bias, N, C_in, H, W, groups, M,
+         H_out * W_out, 1, 1, KH * KW, Cg * M * KH * KW, aoff, tap_dy, tap_dx, phases,
+         n_threads)
     return out
