@@ -52,15 +52,17 @@ def _pad_input(x: np.ndarray, p: ConvParams) -> np.ndarray:
     return np.pad(x, ((0, 0), (0, 0), (pt, pb), (pl, pr)), mode=_NUMPY_PAD_MODE[p.padding_mode])
 
 
-def _run_conv(x, w, b, out, p: ConvParams, algorithm: Algorithm, padding, stride):
-    if algorithm is Algorithm.DEPTHWISE:
-        _depthwise.depthwise_forward(x, w, b, out, stride, padding, p.dilation, p.n_threads)
-    else:
-        _igemm.conv2d_forward(x, w, b, out, stride, padding, p.dilation, p.groups,
-                              p.n_threads)
+def _gemm_plan(p: ConvParams, algorithm: Algorithm, x_shape, padding, w_shape):
+    if algorithm is Algorithm.TRANSPOSED_PHASES:
+        return _igemm.conv_transpose2d_plan(x_shape, w_shape, p.output_shape, p.stride,
+                                            padding, p.dilation, p.groups)
+    return _igemm.conv2d_plan(x_shape, w_shape, p.output_shape, p.stride, padding,
+                              p.dilation, p.groups)
 
 
-def _convolution(op: str, input, weight, bias=None, **kwargs):
+def _convolution(op: str, input, weight, bias=None, plan_cache=None, **kwargs):
+    """The funnel. ``plan_cache`` (a dict owned by a layer object) keeps GEMM plans per
+    input shape, so repeated calls skip planning."""
     p, a = normalize(op, input, weight, bias, **kwargs)
     algorithm = select_algorithm(p)
     out = a["out"]
@@ -72,19 +74,26 @@ def _convolution(op: str, input, weight, bias=None, **kwargs):
 
     if p.output_shape[0] == 0:
         pass  # an empty batch: nothing to compute
-    elif algorithm is Algorithm.TRANSPOSED_PHASES:
-        _igemm.conv_transpose2d_forward(x, a["w"], a["b"], out, p.stride, padding,
-                                        p.dilation, p.groups, p.n_threads)
     elif algorithm is Algorithm.SEPARABLE:
         N, _, H_out, W_out = p.output_shape
         mid = np.empty((N, p.mid_channels, H_out, W_out), dtype=p.dtype)
         _depthwise.depthwise_forward(x, a["w"], a["b"], mid, p.stride, padding, p.dilation,
                                      p.n_threads)
         pw = a["pw"].reshape(a["pw"].shape[0], p.mid_channels, 1, 1)
-        _igemm.conv2d_forward(mid, pw, a["pw_b"], out, (1, 1), _NO_PADDING, (1, 1), 1,
-                              p.n_threads)
+        plan = _igemm.conv2d_plan(mid.shape, pw.shape, p.output_shape, (1, 1), _NO_PADDING,
+                                  (1, 1), 1)
+        _igemm.run(plan, mid, pw, a["pw_b"], out, p.n_threads)
+    elif algorithm is Algorithm.DEPTHWISE:
+        _depthwise.depthwise_forward(x, a["w"], a["b"], out, p.stride, padding, p.dilation,
+                                     p.n_threads)
     else:
-        _run_conv(x, a["w"], a["b"], out, p, algorithm, padding, p.stride)
+        key = (x.shape, padding)
+        plan = plan_cache.get(key) if plan_cache is not None else None
+        if plan is None:
+            plan = _gemm_plan(p, algorithm, x.shape, padding, a["w"].shape)
+            if plan_cache is not None:
+                plan_cache[key] = plan
+        _igemm.run(plan, x, a["w"], a["b"], out, p.n_threads)
 
     if a["out"] is not None:
         return kwargs["out"]

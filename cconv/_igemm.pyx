@@ -413,34 +413,69 @@ def plan_work(phase_positions, Py_ssize_t n_mblocks, Py_ssize_t n_images, Py_ssi
     return np.asarray(rows, dtype=np.intp).reshape(-1, 3), per_chunk
 
 
-def _run(const floating[::1] x, floating[::1] out, const floating[::1] w, bias,
-         Py_ssize_t N, Py_ssize_t C_in, Py_ssize_t H, Py_ssize_t W, Py_ssize_t G,
-         Py_ssize_t M, Py_ssize_t out_plane, Py_ssize_t sy, Py_ssize_t sx,
-         Py_ssize_t lda, Py_ssize_t w_group, Py_ssize_t[::1] aoff,
-         Py_ssize_t[::1] tap_dy, Py_ssize_t[::1] tap_dx, Py_ssize_t[:, ::1] phases,
-         int n_threads):
+class Plan:
+    """Everything about one call that does not depend on the data: built once per input
+    shape (layer objects keep it), then executed on any number of inputs."""
+
+    __slots__ = ("N", "C_in", "H", "W", "G", "M", "out_plane", "sy", "sx", "lda",
+                 "w_group", "aoff", "tap_dy", "tap_dx", "phase_cols", "positions", "_work")
+
+    def __init__(self, N, C_in, H, W, G, M, out_plane, sy, sx, lda, w_group, aoff, tap_dy,
+                 tap_dx, phases):
+        self.N, self.C_in, self.H, self.W, self.G, self.M = N, C_in, H, W, G, M
+        self.out_plane, self.sy, self.sx, self.lda, self.w_group = out_plane, sy, sx, lda, w_group
+        self.aoff = np.ascontiguousarray(aoff, dtype=np.intp)
+        self.tap_dy = np.ascontiguousarray(tap_dy, dtype=np.intp)
+        self.tap_dx = np.ascontiguousarray(tap_dx, dtype=np.intp)
+        # columns: hg, wg, dst0, drs, dcs, tap0, tap1
+        self.phase_cols = np.ascontiguousarray(np.asarray(phases, dtype=np.intp).reshape(-1, 7).T)
+        self.positions = (self.phase_cols[0] * self.phase_cols[1]).tolist()
+        self._work = {}
+
+    def work(self, int n_threads, Py_ssize_t nr):
+        """(work rows, m-blocks per chunk, threads actually used) for a thread count."""
+        key = (n_threads, nr)
+        cached = self._work.get(key)
+        if cached is None:
+            n_mblocks = (self.M + MR - 1) // MR
+            macs = float(self.N) * self.G * self.M * self.out_plane * max(len(self.aoff), 1)
+            threads = effective_threads(n_threads, self.N * self.G * sum(self.positions) // nr + 1,
+                                        macs)
+            work, per_chunk = plan_work(self.positions, n_mblocks, self.N * self.G, nr, threads)
+            cached = self._work[key] = (work, per_chunk, threads)
+        return cached
+
+
+def execute(plan, work_plan, const floating[::1] x, floating[::1] out,
+            const floating[::1] w, bias):
+    """Run a plan: x, out, w flattened C-contiguous arrays of one dtype."""
     cdef Problem P
     cdef Py_ssize_t nr = NR_F32 if floating is float else NR_F64
-    if N == 0:
+    if plan.N == 0:
         return
-    P.C_in_img = C_in
-    P.H = H
-    P.W = W
-    P.Cg = C_in // G
-    P.M = M
-    P.C_out_img = G * M
-    P.out_plane = out_plane
-    P.n_mblocks = (M + MR - 1) // MR
-    P.lda = lda
-    P.w_group = w_group
-    P.sy = sy
-    P.sx = sx
+    cdef Py_ssize_t per_chunk
+    cdef int n_threads
+    work_arr, per_chunk, n_threads = work_plan
+    cdef Py_ssize_t[::1] aoff = plan.aoff
+    cdef Py_ssize_t[::1] tap_dy = plan.tap_dy
+    cdef Py_ssize_t[::1] tap_dx = plan.tap_dx
+    cdef Py_ssize_t[:, ::1] pc = plan.phase_cols
+    cdef Py_ssize_t[:, ::1] work = work_arr
+    P.C_in_img = plan.C_in
+    P.H = plan.H
+    P.W = plan.W
+    P.Cg = plan.C_in // plan.G
+    P.M = plan.M
+    P.C_out_img = plan.G * plan.M
+    P.out_plane = plan.out_plane
+    P.n_mblocks = (P.M + MR - 1) // MR
+    P.lda = plan.lda
+    P.w_group = plan.w_group
+    P.sy = plan.sy
+    P.sx = plan.sx
     P.aoff = &aoff[0] if aoff.shape[0] else NULL
     P.tap_dy = &tap_dy[0] if tap_dy.shape[0] else NULL
     P.tap_dx = &tap_dx[0] if tap_dx.shape[0] else NULL
-    # phases columns: hg, wg, dst0, drs, dcs, tap0, tap1
-    cols = np.ascontiguousarray(np.asarray(phases).T)
-    cdef Py_ssize_t[:, ::1] pc = cols
     P.ph_hg = &pc[0, 0]
     P.ph_wg = &pc[1, 0]
     P.ph_dst0 = &pc[2, 0]
@@ -448,14 +483,8 @@ def _run(const floating[::1] x, floating[::1] out, const floating[::1] w, bias,
     P.ph_dcs = &pc[4, 0]
     P.ph_tap0 = &pc[5, 0]
     P.ph_tap1 = &pc[6, 0]
-    positions = (cols[0] * cols[1]).tolist()
-    n_threads = effective_threads(n_threads, N * G * sum(positions) // nr + 1,
-                                  <double> N * G * M * out_plane
-                                  * (aoff.shape[0] if aoff.shape[0] else 1))
-    cdef Py_ssize_t per_chunk
-    work_arr, per_chunk = plan_work(positions, P.n_mblocks, N * G, nr, n_threads)
-    cdef Py_ssize_t[:, ::1] work = work_arr
     cdef Py_ssize_t n_rows = work.shape[0]
+    cdef Py_ssize_t N = plan.N, G = plan.G
     cdef const floating[::1] bias_view
     cdef const floating* bias_ptr = NULL
     if bias is not None:
@@ -472,6 +501,14 @@ def _run(const floating[::1] x, floating[::1] out, const floating[::1] w, bias,
         raise MemoryError("cconv: could not allocate per-thread scratch memory")
 
 
+def run(plan, x, w, bias, out, int n_threads):
+    """Execute ``plan`` on 4-D C-contiguous arrays with ``n_threads`` threads."""
+    nr = NR_F32 if x.dtype == np.float32 else NR_F64
+    execute(plan, plan.work(n_threads, nr), x.reshape(-1), out.reshape(-1), w.reshape(-1),
+            bias)
+    return out
+
+
 def _weight_offsets(Py_ssize_t[::1] tap_kh, Py_ssize_t[::1] tap_kw, Py_ssize_t Cg,
                     Py_ssize_t KW, Py_ssize_t channel_stride, Py_ssize_t tap_row_stride):
     """aoff[t * Cg + c] = c * channel_stride + kh_t * tap_row_stride + kw_t."""
@@ -484,28 +521,25 @@ def _weight_offsets(Py_ssize_t[::1] tap_kh, Py_ssize_t[::1] tap_kw, Py_ssize_t C
     return out
 
 
-def conv2d_forward(x, w, bias, out, stride, padding, dilation, int groups, int n_threads):
-    """Standard/grouped/strided/dilated/pointwise conv. x (N,C,H,W) and out C-contiguous.
+def conv2d_plan(x_shape, w_shape, out_shape, stride, padding, dilation, int groups):
+    """Plan a standard/grouped/strided/dilated/pointwise conv (NCHW, weight OIHW).
 
-    w is (C_out, C_in/groups, kh, kw), C-contiguous. padding is ((top, bottom),
-    (left, right)); the bottom/right amounts only shape the output, which the caller
-    allocated.
+    padding is ((top, bottom), (left, right)); only top/left place the taps, the rest
+    is already in the output shape.
     """
-    N, C_in, H, W = x.shape
-    C_out, Cg, KH, KW = w.shape
-    _, _, H_out, W_out = out.shape
+    N, C_in, H, W = x_shape
+    C_out, Cg, KH, KW = w_shape
+    _, _, H_out, W_out = out_shape
     M = C_out // groups
     tap_kh = np.repeat(np.arange(KH, dtype=np.intp), KW)
     tap_kw = np.tile(np.arange(KW, dtype=np.intp), KH)
     tap_dy = tap_kh * dilation[0] - padding[0][0]
     tap_dx = tap_kw * dilation[1] - padding[1][0]
-    phases = np.array([[H_out, W_out, 0, W_out, 1, 0, KH * KW]], dtype=np.intp)
+    phases = [[H_out, W_out, 0, W_out, 1, 0, KH * KW]]
     aoff = _weight_offsets(tap_kh, tap_kw, Cg, KW, KH * KW, KW)
     lda = Cg * KH * KW
-    _run(x.reshape(-1), out.reshape(-1), w.reshape(-1), bias, N, C_in, H, W, groups, M,
-         H_out * W_out, stride[0], stride[1], lda, M * lda, aoff, tap_dy, tap_dx, phases,
-         n_threads)
-    return out
+    return Plan(N, C_in, H, W, groups, M, H_out * W_out, stride[0], stride[1], lda, M * lda,
+                aoff, tap_dy, tap_dx, phases)
 
 
 def _transpose_phases(size_in, size_out, K, stride, pad_before, dilation):
@@ -523,12 +557,12 @@ def _transpose_phases(size_in, size_out, K, stride, pad_before, dilation):
     return result
 
 
-def conv_transpose2d_forward(x, w, bias, out, stride, padding, dilation, int groups,
-                             int n_threads):
-    """Transposed conv as a gather over output phases. w is (C_in, C_out/groups, kh, kw)."""
-    N, C_in, H, W = x.shape
-    _, M, KH, KW = w.shape
-    _, C_out, H_out, W_out = out.shape
+def conv_transpose2d_plan(x_shape, w_shape, out_shape, stride, padding, dilation,
+                          int groups):
+    """Plan a transposed conv as a gather over output phases; weight (C_in, C_out/g, kh, kw)."""
+    N, C_in, H, W = x_shape
+    _, M, KH, KW = w_shape
+    _, C_out, H_out, W_out = out_shape
     Cg = C_in // groups
     rows_y = _transpose_phases(H, H_out, KH, stride[0], padding[0][0], dilation[0])
     rows_x = _transpose_phases(W, W_out, KW, stride[1], padding[1][0], dilation[1])
@@ -546,12 +580,9 @@ def conv_transpose2d_forward(x, w, bias, out, stride, padding, dilation, int gro
                     tap_dx.append(ox)
             phases.append([hg, wg, ry * W_out + rx, stride[0] * W_out, stride[1],
                            tap0, len(tap_kh)])
-    as_index = lambda v: np.ascontiguousarray(np.asarray(v, dtype=np.intp))
-    tap_kh, tap_kw, tap_dy, tap_dx = map(as_index, (tap_kh, tap_kw, tap_dy, tap_dx))
-    phases = as_index(phases).reshape(-1, 7)
+    tap_kh = np.asarray(tap_kh, dtype=np.intp)
+    tap_kw = np.asarray(tap_kw, dtype=np.intp)
     # Weight element (m, tap, c) of group g: w[g*Cg + c, m, kh, kw].
     aoff = _weight_offsets(tap_kh, tap_kw, Cg, KW, M * KH * KW, KW)
-    _run(x.reshape(-1), out.reshape(-1), w.reshape(-1), bias, N, C_in, H, W, groups, M,
-         H_out * W_out, 1, 1, KH * KW, Cg * M * KH * KW, aoff, tap_dy, tap_dx, phases,
-         n_threads)
-    return out
+    return Plan(N, C_in, H, W, groups, M, H_out * W_out, 1, 1, KH * KW, Cg * M * KH * KW,
+                aoff, tap_dy, tap_dx, phases)
