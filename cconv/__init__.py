@@ -10,6 +10,8 @@ from cconv import shapes
 from cconv._dispatch import Algorithm, select_algorithm
 from cconv._functional import (conv2d, conv_transpose2d, depthwise_conv2d, pointwise_conv2d,
                                separable_conv2d)
+from cconv.layers import (Conv2d, ConvTranspose2d, DepthwiseConv2d, PointwiseConv2d,
+                          SeparableConv2d)
 from cconv._threads import get_num_threads, num_threads, set_num_threads
 from cconv._config import build_config, show_config
 
@@ -19,4 +21,5 @@ __all__ = [
     "conv2d", "conv_transpose2d", "depthwise_conv2d", "pointwise_conv2d", "separable_conv2d",
     "set_num_threads", "get_num_threads", "num_threads", "show_config", "build_config",
     "shapes", "Algorithm", "select_algorithm", "__version__",
+    "Conv2d", "ConvTranspose2d", "DepthwiseConv2d", "PointwiseConv2d", "SeparableConv2d",
 ]
