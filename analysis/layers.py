@@ -136,6 +136,9 @@ class Layer:
 
     name: str = ""
     op: ClassVar[str] = "layer"
+    #: fields a spec must give / must not give (computed from the input instead)
+    required_fields: ClassVar[Tuple[str, ...]] = ()
+    derived_fields: ClassVar[Tuple[str, ...]] = ()
 
     def output_shape(self, in_shape: Shape) -> Shape:
         return tuple(in_shape)
@@ -175,6 +178,7 @@ class Conv2d(Layer):
     groups: int = 1
     bias: bool = True
     op: ClassVar[str] = "conv"
+    required_fields: ClassVar[Tuple[str, ...]] = ("out_channels",)
 
     # -- argument normalisation, shared by the subclasses
     def _geometry(self, in_shape: Shape):
@@ -233,6 +237,8 @@ class DepthwiseConv2d(Conv2d):
     multiplier: int = 1
     bias: bool = True
     op: ClassVar[str] = "depthwise"
+    required_fields: ClassVar[Tuple[str, ...]] = ()
+    derived_fields: ClassVar[Tuple[str, ...]] = ("out_channels", "groups")
 
     def _resolved(self, in_shape: Shape) -> Conv2d:
         c = _feature_map(in_shape, self.name, self.op)[0]
@@ -287,6 +293,7 @@ class SeparableConv2d(Conv2d):
 
     multiplier: int = 1
     op: ClassVar[str] = "separable"
+    derived_fields: ClassVar[Tuple[str, ...]] = ("groups",)
 
     def parts(self, in_shape: Shape) -> Tuple[DepthwiseConv2d, PointwiseConv2d, Shape]:
         """The depthwise and pointwise layers, and the shape between them."""
@@ -459,6 +466,7 @@ class Linear(Layer):
     out_features: int = 1
     bias: bool = True
     op: ClassVar[str] = "linear"
+    required_fields: ClassVar[Tuple[str, ...]] = ("out_features",)
 
     def output_shape(self, in_shape):
         if self.out_features < 1:

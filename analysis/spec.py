@@ -23,7 +23,7 @@ from __future__ import annotations
 
 import json
 import os
-from dataclasses import MISSING, fields
+from dataclasses import fields
 from typing import Any, Dict, List, Mapping, Optional, Tuple
 
 from .errors import SpecError
@@ -48,7 +48,7 @@ def layer_from_dict(data: Mapping[str, Any], where: str = "") -> Layer:
                                     f"{', '.join(sorted(LAYER_TYPES))} or a block "
                                     f"({', '.join(BLOCK_KINDS)})")
     cls = LAYER_TYPES[op]
-    known = {f.name: f for f in fields(cls)}
+    known = {f.name: f for f in fields(cls) if f.name not in cls.derived_fields}
     kwargs: Dict[str, Any] = {}
     for key, value in data.items():
         if key == "op":
@@ -65,7 +65,7 @@ def layer_from_dict(data: Mapping[str, Any], where: str = "") -> Layer:
             raise SpecError(name, key, f"expected an integer, got {value!r}")
         kwargs[key] = _tuplify(value)
     kwargs["name"] = str(data.get("name", ""))
-    missing = [k for k in ("out_channels", "out_features") if k in known and k not in data]
+    missing = [k for k in cls.required_fields if k not in data]
     if missing:
         raise SpecError(name, missing[0], f"{op!r} needs {missing[0]}")
     return cls(**kwargs)
