@@ -9,6 +9,12 @@ For one axis, the state after layer ``l`` is
   ``[-P_l, -P_l + r_l - 1]``;
 * ``center`` = ``(r_l - 1) / 2 - P_l``: where unit 0's field is centred.
 
+Unit ``m``'s field is ``[-P + m*S, -P + m*S + r - 1]``. Through convolutions and
+pooling this is exact (its end cells are real taps, Araujo et al.). Through transposed
+convolutions and upsampling the stride is fractional and the field is the continuous
+envelope: the input cells a unit depends on are the integers inside that interval (a
+stride-2, 2x2 transposed conv adds half a cell per unit, whereas each unit reads one).
+
 Each recurrence below is one short function of the previous state. Fractions keep
 fractional strides exact. Branches (residual add, concat) are merged by
 :func:`merge`, which reports whether the paths are aligned: same stride and same

@@ -139,7 +139,7 @@ def _random_stack(rng):
             layers.append(Conv2d(f"c{i}", 1, k, s, rng.randint(0, 2), d, bias=False))
         else:
             layers.append(AvgPool2d(f"p{i}", k, s, rng.randint(0, k // 2)))
-    return Network("stack", (1, 48, 48), tuple(layers))
+    return Network("stack", (1, 32, 32), tuple(layers))
 
 
 def test_fields_match_gradient_support_of_random_stacks():
@@ -155,7 +155,7 @@ def test_fields_match_gradient_support_of_random_stacks():
             a = analyse(net)
         except Exception:
             continue
-        x = torch.zeros(1, 1, 48, 48, requires_grad=True)
+        x = torch.zeros(1, 1, 32, 32, requires_grad=True)
         y = x
         for layer in net.layers:
             if isinstance(layer, Conv2d):
@@ -171,9 +171,50 @@ def test_fields_match_gradient_support_of_random_stacks():
             continue
         rf = a.rows[-1].rf.h
         first, last = -rf.padding + m * rf.stride, -rf.padding + m * rf.stride + rf.size - 1
-        assert max(0, first) <= int(support.min()) and int(support.max()) <= min(47, last)
+        assert max(0, first) <= int(support.min()) and int(support.max()) <= min(31, last)
         if first >= 0:
             assert int(support.min()) == first, net
-        if last <= 47:
+        if last <= 31:
             assert int(support.max()) == last, net
+        checked += 1
+
+
+def test_fractional_stride_fields_enclose_gradient_support_with_transposed_convs():
+    """Through transposed convs the field is the continuous (fractional-stride) envelope:
+    the input cells a unit depends on all lie inside [-P + m*S, -P + m*S + r - 1]."""
+    torch = pytest.importorskip("torch")
+    F = torch.nn.functional
+    rng = random.Random(11)
+    checked = 0
+    while checked < 60:
+        layers = []
+        for i in range(rng.randint(2, 4)):
+            k, s = rng.randint(1, 4), rng.randint(1, 2)
+            if rng.random() < 0.5:
+                layers.append(ConvTranspose2d(f"t{i}", 1, k, s, rng.randint(0, k - 1),
+                                              bias=False))
+            else:
+                layers.append(Conv2d(f"c{i}", 1, k, s, rng.randint(0, 1), bias=False))
+        net = Network("mixed", (1, 12, 12), tuple(layers))
+        try:
+            a = analyse(net)
+        except Exception:
+            continue
+        x = torch.zeros(1, 1, 12, 12, requires_grad=True)
+        y = x
+        for layer in layers:
+            w = torch.ones(1, 1, layer.kernel, layer.kernel)
+            if isinstance(layer, ConvTranspose2d):
+                y = F.conv_transpose2d(y, w, None, layer.stride, layer.padding)
+            else:
+                y = F.conv2d(y, w, None, layer.stride, layer.padding)
+        m = y.shape[2] // 2
+        y[0, 0, m, 0].backward()
+        support = x.grad[0, 0].abs().sum(1).nonzero().flatten()
+        if support.numel() == 0:
+            continue
+        rf = a.rows[-1].rf.h
+        first = -rf.padding + m * rf.stride
+        last = first + rf.size - 1
+        assert first <= int(support.min()) and int(support.max()) <= last, net
         checked += 1
