@@ -6,6 +6,7 @@ field and exits with status 2.
 
 Examples::
 
+    cconv-plan network --measure          # MobileNet v1, planned and timed with cconv
     cconv-plan zoo
     cconv-plan network mobilenet_v1 --param width=0.5 --input 160
     cconv-plan network my_net.toml --format json
@@ -31,6 +32,7 @@ from .layers import BN_PARAM_MODES, LAYER_TYPES
 from .network import Network, analyse
 
 PROG = "cconv-plan"
+DEFAULT_MODEL = "mobilenet_v1"
 
 
 # ---------------------------------------------------------------------------- argument helpers
@@ -134,7 +136,9 @@ def build_parser() -> argparse.ArgumentParser:
                        ("rf", "receptive field of every layer"),
                        ("compare", "standard vs depthwise-separable convolutions")):
         p = sub.add_parser(name, parents=[common], help=text)
-        p.add_argument("target", help="zoo model name or spec file (.json/.toml/.yaml)"
+        p.add_argument("target", nargs="?", default=DEFAULT_MODEL,
+                       help=f"zoo model name or spec file (.json/.toml/.yaml); default "
+                            f"{DEFAULT_MODEL}"
                        + ("; or a layer op followed by key=value fields" if name == "compare"
                           else ""))
         p.add_argument("fields", nargs="*", help=argparse.SUPPRESS)

@@ -95,3 +95,79 @@ def test_only_cconv_shapes_is_imported_at_module_level():
             for name in names:
                 if name.split(".")[0] == "cconv":
                     assert name == "cconv.shapes", (path.name, name)
+
+
+# ---------------------------------------------------------------------------- fake backend
+# Until the kernels are built, a stand-in with cconv's documented signatures (computed by
+# torch) checks that the --measure path passes every argument where cconv expects it.
+def _fake_cconv():
+    torch = pytest.importorskip("torch")
+    import types
+    F = torch.nn.functional
+
+    def pad_then(x, padding):
+        if isinstance(padding, int):
+            padding = (padding, padding)
+        if isinstance(padding[0], int):
+            padding = ((padding[0], padding[0]), (padding[1], padding[1]))
+        (t, b), (l, r) = padding
+        return F.pad(torch.from_numpy(x), (l, r, t, b))
+
+    def tensor(a):
+        return None if a is None else torch.from_numpy(a)
+
+    def conv2d(input, weight, bias=None, stride=1, padding=0, dilation=1, groups=1, *,
+               padding_mode="zeros", out=None, n_threads=None):
+        return F.conv2d(pad_then(input, padding), tensor(weight), tensor(bias), stride, 0,
+                        dilation, groups).numpy()
+
+    def depthwise_conv2d(input, weight, bias=None, stride=1, padding=0, dilation=1, *,
+                         padding_mode="zeros", out=None, n_threads=None):
+        return conv2d(input, weight, bias, stride, padding, dilation, input.shape[1])
+
+    def pointwise_conv2d(input, weight, bias=None, stride=1, *, out=None, n_threads=None):
+        return conv2d(input, weight, bias, stride)
+
+    def separable_conv2d(input, depthwise_weight, pointwise_weight, depthwise_bias=None,
+                         pointwise_bias=None, stride=1, padding=0, dilation=1, *,
+                         padding_mode="zeros", out=None, n_threads=None):
+        mid = depthwise_conv2d(input, depthwise_weight, depthwise_bias, stride, padding,
+                               dilation)
+        return pointwise_conv2d(mid, pointwise_weight, pointwise_bias)
+
+    def conv_transpose2d(input, weight, bias=None, stride=1, padding=0, output_padding=0,
+                         groups=1, dilation=1, *, out=None, n_threads=None):
+        return F.conv_transpose2d(tensor(input), tensor(weight), tensor(bias), stride, padding,
+                                  output_padding, groups, dilation).numpy()
+
+    return types.SimpleNamespace(**{f.__name__: f for f in (
+        conv2d, depthwise_conv2d, pointwise_conv2d, separable_conv2d, conv_transpose2d)})
+
+
+def test_measure_calls_match_cconv_signatures_with_a_stand_in(monkeypatch):
+    monkeypatch.setitem(sys.modules, "cconv", _fake_cconv())
+    checked = 0
+    for layer, shape in random_layers(200, seed=3):
+        call = measure.make_call(layer, shape, batch=1, dtype="float32", n_threads=1)
+        if call is not None:
+            assert call().shape == (1,) + layer.output_shape(shape), (layer, shape)
+            checked += 1
+    assert checked > 100
+
+
+def test_cli_measure_columns_with_a_stand_in(monkeypatch, capsys):
+    import json
+    from analysis.cli import main
+    monkeypatch.setitem(sys.modules, "cconv", _fake_cconv())
+    assert main(["network", "dcgan_generator", "--param", "ngf=8", "--measure", "--repeat", "1",
+                 "--format", "json"]) == 0
+    data = json.loads(capsys.readouterr().out)
+    convt = data["layers"][0]
+    assert convt["measured_ms"] > 0 and convt["gflops"] > 0
+    assert data["layers"][1]["measured_ms"] is None  # batch norm: not a cconv kernel
+    assert data["totals"]["measured_ms"] > 0
+    assert main(["compare", "conv", "out_channels=16", "kernel=3", "padding=1", "--input",
+                 "8,16,16", "--measure", "--repeat", "1", "--format", "json"]) == 0
+    layer = json.loads(capsys.readouterr().out)["layers"][0]
+    assert layer["standard_ms"] > 0 and layer["separable_ms"] > 0
+    assert layer["measured_ratio"] == pytest.approx(layer["separable_ms"] / layer["standard_ms"])
