@@ -15,7 +15,6 @@ import csv
 import io
 import json
 from fractions import Fraction
-from math import prod
 from typing import Any, Dict, Iterable, List, Optional, Sequence, Tuple
 
 from .costs import CONVENTION, LayerCost, Machine, totals as sum_totals
@@ -201,9 +200,17 @@ def render(columns: Sequence[Column], rows: Iterable[Dict[str, Any]], fmt: str,
             writer.writerow([_csv_value(v) for v in line])
         return buf.getvalue().rstrip("\n")
     from tabulate import tabulate  # the single call site of tabulate in cconv
+    align = ["right" if _numeric_column([line[i] for line in body]) else "left"
+             for i in range(len(keys))]
     text = tabulate([[cell(v) for v in line] for line in body], headers, tablefmt=fmt,
-                    disable_numparse=True, colalign=None)
+                    disable_numparse=True, colalign=align)
     return text + "".join("\n" + n for n in notes)
+
+
+def _numeric_column(values: Sequence[Any]) -> bool:
+    present = [v for v in values if v is not None]
+    return bool(present) and all(
+        isinstance(v, (int, float, Fraction)) and not isinstance(v, bool) for v in present)
 
 
 def _csv_value(value: Any) -> Any:
