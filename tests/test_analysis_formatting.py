@@ -23,8 +23,12 @@ GOLDEN = pathlib.Path(__file__).parent / "golden"
 REGEN = os.environ.get("CCONV_REGEN_GOLDEN") == "1"
 
 
+ROOT = pathlib.Path(__file__).parent.parent
+
+
 def run(capsys, *argv):
-    assert main(list(argv)) == 0
+    argv = [str(ROOT / a) if a.startswith("analysis/examples/") else a for a in argv]
+    assert main(argv) == 0
     return capsys.readouterr().out
 
 
@@ -36,6 +40,9 @@ CASES = {
     "compare_vgg16.txt": ("compare", "vgg16"),
     "solve_map.txt": ("solve", "map", "224", "112", "--max-kernel", "5"),
     "zoo.txt": ("zoo",),
+    "network_small_resnet.md": ("network", "analysis/examples/small_resnet.toml",
+                                "--format", "github"),
+    "rf_small_resnet.md": ("rf", "analysis/examples/small_resnet.toml", "--format", "github"),
 }
 
 
