@@ -144,6 +144,11 @@ def build_parser() -> argparse.ArgumentParser:
         p.add_argument("fields", nargs="*", help=argparse.SUPPRESS)
         p.add_argument("--param", action="append", default=[], metavar="KEY=VALUE",
                        help="zoo model parameter (e.g. width=0.5)")
+        if name == "network":
+            p.add_argument("--summary", choices=("params", "weights"), default=None,
+                           help="also a per-type table (conv 3x3, depthwise 3x3, linear, ...) "
+                                "with shares of parameters (or weights only, the MobileNet "
+                                "paper's convention) and of MACs")
 
     p = sub.add_parser("solve", parents=[common], help="inverse planning")
     p.add_argument("what", choices=("padding", "output-padding", "map"))
@@ -163,6 +168,14 @@ def build_parser() -> argparse.ArgumentParser:
 
 
 # ---------------------------------------------------------------------------- commands
+def _check_threads(args) -> None:
+    if args.threads == 0:
+        raise SpecError("", "threads", "0 threads is not a count; use a positive number, "
+                                       "-1 for all cores, or leave it out")
+    if args.repeat < 1:
+        raise SpecError("", "repeat", f"must be >= 1, got {args.repeat}")
+
+
 def _machine(args) -> costs_mod.Machine:
     if args.peak_gflops <= 0 or args.bandwidth_gbs <= 0:
         raise SpecError("", "peak-gflops", "peak and bandwidth must be positive")
@@ -176,10 +189,16 @@ def _network_record(network: Network, args, given_input):
     costs = costs_mod.network_costs(analysis, args.batch, args.dtype, machine)
     measured = None
     if args.measure:
+        _check_threads(args)
         measured = measure.time_rows(analysis.rows, args.batch, args.dtype, args.threads,
                                      args.repeat)
-    return formatting.network_record(analysis, costs, args.batch, args.dtype, machine,
-                                     measured)
+    record = formatting.network_record(analysis, costs, args.batch, args.dtype, machine,
+                                       measured)
+    if getattr(args, "summary", None):
+        weights_only = args.summary == "weights"
+        record["summary"] = costs_mod.summary_by_kind(analysis, costs, weights_only)
+        record["weights_only"] = weights_only
+    return record
 
 
 def _single_layer_network(op: str, fields: List[str], given_input) -> Network:
@@ -225,6 +244,7 @@ def cmd_compare(args, given_input) -> str:
         network, resolve_input(network, given_input), args.bn_params)
     measured_totals = None
     if args.measure:
+        _check_threads(args)
         timed = []
         for c in comparisons:
             std = measure.time_layer(c.layer, c.input_shape, args.batch, args.dtype,

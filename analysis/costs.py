@@ -120,6 +120,41 @@ def shares_by_op(costs: List[LayerCost], key: str = "macs",
     return {k: v / total for k, v in out.items()} if total else out
 
 
+def layer_kind(row: Row) -> str:
+    """A row's kind for per-type summaries: op plus kernel size for convolutions
+    ("conv 3x3", "depthwise 3x3", "conv 1x1", ...), else the op (MobileNet's Table 2)."""
+    layer = row.layer
+    if layer is not None and hasattr(layer, "kernel") and row.op in (
+            "conv", "depthwise", "pointwise", "separable", "conv_transpose"):
+        k = layer.kernel if isinstance(layer.kernel, (tuple, list)) else (layer.kernel,) * 2
+        return f"{row.op} {k[0]}x{k[1]}"
+    return row.op
+
+
+def summary_by_kind(analysis: Analysis, costs: List[LayerCost],
+                    weights_only: bool = False) -> List[Dict[str, float]]:
+    """Layers, parameters and MACs per :func:`layer_kind`, with shares of the totals.
+
+    ``weights_only`` counts weights alone (the MobileNet paper's convention, no biases or
+    batch norm). Kinds with neither parameters nor MACs are left out; sorted by MACs.
+    """
+    key = "weights" if weights_only else "params"
+    total_p = sum(getattr(c, key) for c in costs)
+    total_m = sum(c.macs for c in costs)
+    groups: Dict[str, Dict[str, float]] = {}
+    for row, cost in zip(analysis.rows, costs):
+        g = groups.setdefault(layer_kind(row), {"kind": layer_kind(row), "layers": 0,
+                                                "params": 0, "macs": 0})
+        g["layers"] += 1
+        g["params"] += getattr(cost, key)
+        g["macs"] += cost.macs
+    out = [g for g in groups.values() if g["params"] or g["macs"]]
+    for g in out:
+        g["params_share"] = g["params"] / total_p if total_p else 0.0
+        g["macs_share"] = g["macs"] / total_m if total_m else 0.0
+    return sorted(out, key=lambda g: (-g["macs"], -g["params"]))
+
+
 def roofline_seconds(flops: float, nbytes: float, machine: Optional[Machine] = None) -> float:
     machine = machine or Machine()
     return max(flops / machine.peak_flops, nbytes / machine.bandwidth)

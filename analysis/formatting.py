@@ -243,22 +243,47 @@ def _jsonable(value: Any) -> Any:
 
 
 def render_network(record: Dict[str, Any], fmt: str) -> str:
+    """The per-layer table (or JSON record) of a network, then its per-type summary."""
+    if fmt == "json":
+        return json.dumps(_jsonable(record), indent=2)
+    text = _render_network_table(record, fmt)
+    if record.get("summary") is not None:
+        sep = "\n" if fmt == "csv" else "\n\n"
+        text += sep + render_summary(record["summary"], fmt, record.get("weights_only", False))
+    return text
+
+
+def _render_network_table(record: Dict[str, Any], fmt: str) -> str:
     columns = list(NETWORK_COLUMNS)
     if "measured_ms" in (record["totals"] or {}):
         columns += MEASURE_COLUMNS
     title = f"{record['network']}: {shape_text(record['input_shape'])} -> " \
             f"{shape_text(record['output_shape'])}"
     text = render_record(record, columns, fmt)
-    return text if fmt in ("json", "csv") else title + "\n" + text
+    return text if fmt == "csv" else title + "\n" + text
+
+
+SUMMARY_COLUMNS: List[Column] = [
+    ("kind", "type"), ("layers", "layers"), ("params", "params"),
+    ("params_pct", "% params"), ("macs", "MACs"), ("macs_pct", "% MACs")]
+
+
+def summary_rows(summary: List[Dict[str, Any]]) -> List[Dict[str, Any]]:
+    """Per-type summary rows with shares as rounded percentages (for display)."""
+    return [dict(g, params_pct=round(100 * g["params_share"], 2),
+                 macs_pct=round(100 * g["macs_share"], 2)) for g in summary]
+
+
+def render_summary(summary: List[Dict[str, Any]], fmt: str, weights_only: bool) -> str:
+    note = ("params = weights only (no biases, no batch norm)" if weights_only else
+            "params include biases and batch norm (see --bn-params)")
+    return render(SUMMARY_COLUMNS, summary_rows(summary), fmt, None,
+                  [note] if fmt != "csv" else ())
 
 
 def render_rf(record: Dict[str, Any], fmt: str) -> str:
     if fmt == "json":
-        keep = ("name", "op", "input_shape", "output_shape", "rf_size", "rf_stride",
-                "rf_padding", "rf_center", "aligned")
-        slim = {"network": record["network"], "misaligned": record["misaligned"],
-                "layers": [{k: r[k] for k in keep if k in r} for r in record["layers"]]}
-        return json.dumps(_jsonable(slim), indent=2)
+        return json.dumps(_jsonable(record), indent=2)
     notes = ["RF size in input cells; eff. stride = input cells per output step; unit 0's "
              "field spans [-padding, -padding + size - 1] (Araujo et al., Distill 2019)."]
     if record["misaligned"]:

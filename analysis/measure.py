@@ -98,7 +98,14 @@ def time_layer(layer: Layer, in_shape: Shape, batch: int = 1, dtype: str = "floa
                n_threads: Optional[int] = None, repeat: int = 3) -> Optional[float]:
     """Best time in seconds of ``layer`` with cconv, or None if cconv does not run it."""
     call = make_call(layer, in_shape, batch, dtype, n_threads)
-    return None if call is None else best_time(call, repeat)
+    if call is None:
+        return None
+    try:
+        return best_time(call, repeat)
+    except (ValueError, TypeError, NotImplementedError, MemoryError) as exc:
+        message = " ".join(str(exc).split())
+        raise SpecError(layer.name, "measure", f"cconv cannot run this layer: "
+                                               f"{type(exc).__name__}: {message}") from None
 
 
 def time_rows(rows, batch: int = 1, dtype: str = "float32", n_threads: Optional[int] = None,

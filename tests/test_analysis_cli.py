@@ -134,3 +134,17 @@ def test_argument_parsing_helpers():
     assert parse_value("true") is True
     assert parse_input("224") == (224,)
     assert parse_input("3x32x32") == (3, 32, 32)
+
+
+def test_network_summary_table(capsys):
+    assert main(["network", "mobilenet_v1", "--summary", "weights"]) == 0
+    out = capsys.readouterr().out
+    assert "| conv 1x1      |       13 | 3,139,584 |      74.59 | 539,492,352 |    94.86 |" in out
+    assert main(["network", "mobilenet_v1", "--summary", "params", "--format", "json"]) == 0
+    data = json.loads(capsys.readouterr().out)
+    assert sum(r["params"] for r in data["summary"]) == data["totals"]["params"]
+
+
+def test_measure_rejects_zero_threads(capsys):
+    assert main(["network", "dcgan_generator", "--measure", "--threads", "0"]) == 2
+    assert "field 'threads'" in capsys.readouterr().err

@@ -67,3 +67,16 @@ def test_unknown_dtype_and_bad_batch_are_spec_errors():
         dtype_bytes("int4")
     with pytest.raises(SpecError, match="field 'batch'"):
         network_costs(analyse(zoo.dcgan_generator()), batch=0)
+
+
+def test_summary_by_kind_reproduces_mobilenet_table_2():
+    # Howard et al. 2017, Table 2 (weights only); see test_analysis_zoo.py for the misprint
+    # in the Conv 3x3 mult-adds share (printed 1.19%, computed 1.91%).
+    from analysis.costs import summary_by_kind
+    a = analyse(zoo.mobilenet_v1())
+    rows = summary_by_kind(a, network_costs(a), weights_only=True)
+    got = {r["kind"]: (round(100 * r["macs_share"], 2), round(100 * r["params_share"], 2))
+           for r in rows}
+    assert got == {"conv 1x1": (94.86, 74.59), "depthwise 3x3": (3.06, 1.06),
+                   "conv 3x3": (1.91, 0.02), "linear": (0.18, 24.33)}
+    assert [r["layers"] for r in rows] == [13, 13, 1, 1]

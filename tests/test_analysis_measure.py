@@ -171,3 +171,17 @@ def test_cli_measure_columns_with_a_stand_in(monkeypatch, capsys):
     layer = json.loads(capsys.readouterr().out)["layers"][0]
     assert layer["standard_ms"] > 0 and layer["separable_ms"] > 0
     assert layer["measured_ratio"] == pytest.approx(layer["separable_ms"] / layer["standard_ms"])
+
+
+def test_kernel_errors_become_one_line_spec_errors(monkeypatch):
+    fake = _fake_cconv()
+
+    def refuse(*args, **kwargs):
+        raise ValueError("padding\nnot supported")
+
+    fake.conv2d = refuse
+    monkeypatch.setitem(sys.modules, "cconv", fake)
+    with pytest.raises(SpecError, match="cconv cannot run this layer: ValueError: padding "
+                                        "not supported") as info:
+        measure.time_layer(Conv2d("c", 8, 3), (4, 8, 8), repeat=1)
+    assert (info.value.layer, info.value.field) == ("c", "measure")
