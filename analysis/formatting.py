@@ -87,7 +87,8 @@ def network_record(analysis: Analysis, costs: List[LayerCost], batch: int, dtype
             "other_params": cost.other_params,
             "macs": cost.macs, "flops": cost.flops, "bias_flops": cost.bias_flops,
             "input_bytes": cost.input_bytes, "output_bytes": cost.output_bytes,
-            "weight_bytes": cost.weight_bytes, "intensity": cost.intensity,
+            "weight_bytes": cost.weight_bytes, "total_bytes": cost.total_bytes,
+            "intensity": cost.intensity,
             "roofline_ms": cost.roofline_s * 1e3,
             "rf_size": list(row.rf.pair("size")), "rf_stride": list(row.rf.pair("stride")),
             "rf_padding": list(row.rf.pair("padding")),
@@ -102,7 +103,8 @@ def network_record(analysis: Analysis, costs: List[LayerCost], batch: int, dtype
         layers.append(rec)
     tot = sum_totals(costs)
     total = {k: tot[k] for k in ("params", "weights", "bias", "other_params", "macs", "flops",
-                                 "bias_flops", "input_bytes", "output_bytes", "weight_bytes")}
+                                 "bias_flops", "input_bytes", "output_bytes", "weight_bytes",
+                                 "total_bytes")}
     total["intensity"] = tot["intensity"]
     total["roofline_ms"] = sum(r["roofline_ms"] for r in layers)
     if measured is not None:
@@ -131,7 +133,8 @@ def network_record(analysis: Analysis, costs: List[LayerCost], batch: int, dtype
 NETWORK_COLUMNS: List[Column] = [
     ("name", "layer"), ("op", "op"), ("input_shape", "input"), ("output_shape", "output"),
     ("params", "params"), ("macs", "MACs"), ("flops", "FLOPs"), ("bias_flops", "bias adds"),
-    ("output_bytes", "out bytes"), ("rf_size", "RF"), ("rf_stride", "RF stride"),
+    ("output_bytes", "out bytes"), ("total_bytes", "bytes"), ("intensity", "FLOP/B"),
+    ("rf_size", "RF"), ("rf_stride", "RF stride"),
     ("rf_padding", "RF pad"), ("roofline_ms", "roofline ms")]
 MEASURE_COLUMNS: List[Column] = [("measured_ms", "measured ms"), ("gflops", "GFLOP/s")]
 

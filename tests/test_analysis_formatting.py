@@ -72,7 +72,7 @@ def test_printed_column_sums_equal_printed_totals(capsys, model):
     header, body = _table(run(capsys, "network", model))
     *layers, total = body
     assert total[0] == "total"
-    for column in ("params", "MACs", "FLOPs", "bias adds", "out bytes"):
+    for column in ("params", "MACs", "FLOPs", "bias adds", "out bytes", "bytes"):
         i = header.index(column)
         assert sum(_int(r[i]) for r in layers) == _int(total[i]), column
 
@@ -115,3 +115,15 @@ def test_cells():
     assert formatting.cell(Fraction(1, 2)) == "0.5"
     assert formatting.cell(None) == ""
     assert formatting.number(Fraction(6, 3)) == 2
+
+
+def test_readme_section_generator_runs_every_command():
+    import importlib.util
+    path = ROOT / "analysis" / "examples" / "readme_section.py"
+    spec = importlib.util.spec_from_file_location("readme_section", path)
+    module = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(module)
+    text = module.main(measure=False)
+    assert "| conv 1x1      |       13 | 3,139,584 |      74.59 |" in text
+    assert "cconv-plan: error: layer 'conv', field 'kernel'" in text
+    assert "Traceback" not in text
