@@ -147,12 +147,12 @@ def _fake_cconv():
 def test_measure_calls_match_cconv_signatures_with_a_stand_in(monkeypatch):
     monkeypatch.setitem(sys.modules, "cconv", _fake_cconv())
     checked = 0
-    for layer, shape in random_layers(200, seed=3):
+    for layer, shape in random_layers(120, seed=3):
         call = measure.make_call(layer, shape, batch=1, dtype="float32", n_threads=1)
         if call is not None:
             assert call().shape == (1,) + layer.output_shape(shape), (layer, shape)
             checked += 1
-    assert checked > 100
+    assert checked > 60
 
 
 def test_cli_measure_columns_with_a_stand_in(monkeypatch, capsys):

@@ -8,13 +8,15 @@ followed by that command's real output.
 measured network table where the template says ``<!-- MEASURED -->``.
 """
 
+import contextlib
+import io
 import os
-import subprocess
 import sys
 
 HERE = os.path.dirname(os.path.abspath(__file__))
 ROOT = os.path.dirname(os.path.dirname(HERE))
 TEMPLATE = os.path.join(HERE, "README-section.template.md")
+sys.path.insert(0, ROOT)
 
 MEASURED = [
     ("Measured on this machine (cconv kernels, best of 3):", "compare "
@@ -27,10 +29,18 @@ NOT_MEASURED = ("(Measured times appear here when this section is regenerated wi
 
 
 def run(args: str) -> str:
+    """Output (stdout then stderr) of ``cconv-plan args``, run in this process."""
+    from analysis.cli import main
     args = args.split("#")[0].split()
-    proc = subprocess.run([sys.executable, "-m", "analysis"] + args, cwd=ROOT, text=True,
-                          capture_output=True, env=dict(os.environ, PYTHONPATH=ROOT))
-    text = (proc.stdout + proc.stderr).rstrip("\n")
+    out, err = io.StringIO(), io.StringIO()
+    cwd = os.getcwd()
+    try:
+        os.chdir(ROOT)
+        with contextlib.redirect_stdout(out), contextlib.redirect_stderr(err):
+            main(args)
+    finally:
+        os.chdir(cwd)
+    text = (out.getvalue() + err.getvalue()).rstrip("\n")
     if "--summary" in args:  # show only the per-type table
         text = text[text.index("| type"):]
     return text
