@@ -11,7 +11,7 @@ from __future__ import annotations
 
 from dataclasses import dataclass, replace
 from fractions import Fraction
-from typing import List, Optional
+from typing import Optional
 
 from .layers import Conv2d, SeparableConv2d, Shape, as_pair
 from .network import Network, analyse, map_layers

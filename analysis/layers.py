@@ -23,7 +23,7 @@ from __future__ import annotations
 from dataclasses import dataclass, fields
 from fractions import Fraction
 from math import prod
-from typing import Any, ClassVar, Dict, Optional, Tuple, Union
+from typing import Any, ClassVar, Dict, Tuple, Union
 
 from cconv.shapes import (conv2d_output_hw, conv_transpose2d_output_hw, kernel_span,
                           pool_output_size, same_padding)

@@ -24,7 +24,7 @@ from __future__ import annotations
 import json
 import os
 from dataclasses import fields
-from typing import Any, Dict, List, Mapping, Optional, Tuple
+from typing import Any, Dict, List, Mapping, Tuple
 
 from .errors import SpecError
 from .layers import LAYER_TYPES, Layer

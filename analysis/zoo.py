@@ -20,7 +20,7 @@ from typing import Any, Callable, Dict, List, Sequence, Tuple
 from .errors import SpecError
 from .layers import (Activation, AdaptiveAvgPool2d, BatchNorm2d, Conv2d, ConvTranspose2d,
                      DepthwiseConv2d, Dropout, Flatten, GlobalAvgPool2d, Linear, MaxPool2d,
-                     PointwiseConv2d, Upsample)
+                     Upsample)
 from .network import Block, Network
 
 
