@@ -205,7 +205,10 @@ def render(columns: Sequence[Column], rows: Iterable[Dict[str, Any]], fmt: str,
     from tabulate import tabulate  # the single call site of tabulate in cconv
     align = ["right" if _numeric_column([line[i] for line in body]) else "left"
              for i in range(len(keys))]
-    text = tabulate([[cell(v) for v in line] for line in body], headers, tablefmt=fmt,
+    shaped = [k.endswith("_shape") for k in keys]
+    text = tabulate([[shape_text(v) if (is_shape and v) else cell(v)
+                      for v, is_shape in zip(line, shaped)] for line in body],
+                    headers, tablefmt=fmt,
                     disable_numparse=True, colalign=align)
     return text + "".join("\n" + n for n in notes)
 

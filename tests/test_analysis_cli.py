@@ -148,3 +148,17 @@ def test_network_summary_table(capsys):
 def test_measure_rejects_zero_threads(capsys):
     assert main(["network", "dcgan_generator", "--measure", "--threads", "0"]) == 2
     assert "field 'threads'" in capsys.readouterr().err
+
+
+def test_rf_reports_misaligned_branches(tmp_path, capsys):
+    path = tmp_path / "mis.json"
+    path.write_text(json.dumps({"input": [4, 8, 8], "layers": [
+        {"op": "add", "name": "bad", "branches": [
+            [{"op": "conv", "out_channels": 4, "kernel": 2, "stride": 2}],
+            [{"op": "conv", "out_channels": 4, "kernel": 1, "stride": 2}]]}]}))
+    assert main(["rf", str(path)]) == 0
+    out = capsys.readouterr().out
+    assert "| bad " in out and "| NO " in out
+    assert out.rstrip().endswith("MISALIGNED branches: bad")
+    assert main(["network", str(path), "--format", "json"]) == 0
+    assert json.loads(capsys.readouterr().out)["misaligned"] == ["bad"]

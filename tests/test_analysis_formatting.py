@@ -127,3 +127,8 @@ def test_readme_section_generator_runs_every_command():
     assert "| conv 1x1      |       13 | 3,139,584 |      74.59 |" in text
     assert "cconv-plan: error: layer 'conv', field 'kernel'" in text
     assert "Traceback" not in text
+
+
+def test_shapes_print_every_dimension(capsys):
+    out = run(capsys, "shape", "linear", "out_features=1", "--input", "1,1,1")
+    assert "| 1x1x1x1 " in out and "| 1x1 " in out

@@ -218,3 +218,22 @@ def test_fractional_stride_fields_enclose_gradient_support_with_transposed_convs
         last = first + rf.size - 1
         assert first <= int(support.min()) and int(support.max()) <= last, net
         checked += 1
+
+
+def test_axes_are_independent_for_rectangular_kernels_and_strides():
+    net = Network("rect", (1, 32, 32), (Conv2d("a", 1, (1, 5), (1, 2), ((0, 0), (2, 2))),
+                                        Conv2d("b", 1, (3, 1), (2, 1), ((1, 1), (0, 0)))))
+    row = analyse(net).rows[-1]
+    assert row.rf.pair("size") == (3, 5)
+    assert row.rf.pair("stride") == (2, 2)
+    assert row.rf.pair("padding") == (1, 2)
+
+
+def test_bilinear_upsampling_adds_one_input_cell_and_global_fields_stay_global():
+    up = analyse(Network("u", (1, 8, 8), (Upsample("up", scale=2, mode="bilinear"),))).rows[0]
+    assert up.rf.h.size == 2 and up.rf.h.stride == Fraction(1, 2)
+    assert up.rf.h.center == 0  # torch clamps unit 0's source to input 0
+    from analysis.layers import GlobalAvgPool2d
+    pooled = analyse(Network("g", (1, 8, 8), (GlobalAvgPool2d("g"),
+                                              Upsample("up", size=(8, 8), mode="bilinear")))).rows
+    assert pooled[-1].rf.h.size == 8 and pooled[-1].rf.h.is_global
