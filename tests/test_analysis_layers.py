@@ -237,6 +237,7 @@ def test_impossible_layers_name_layer_and_field(layer, shape, field, match):
 
 
 # ---------------------------------------------------------------------------- torch agreement
+@pytest.mark.filterwarnings("ignore:Using padding='same'")
 def test_planned_shapes_and_params_equal_torch_for_400_random_layers():
     torch = pytest.importorskip("torch")
     from analysis_torch_reference import META, layer_module, param_count

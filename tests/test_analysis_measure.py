@@ -185,3 +185,15 @@ def test_kernel_errors_become_one_line_spec_errors(monkeypatch):
                                         "not supported") as info:
         measure.time_layer(Conv2d("c", 8, 3), (4, 8, 8), repeat=1)
     assert (info.value.layer, info.value.field) == ("c", "measure")
+
+
+def test_cli_measure_with_the_real_kernels(capsys):
+    _compiled_cconv()
+    import json
+    from analysis.cli import main
+    assert main(["compare", "analysis/examples/small_resnet.toml".replace(
+        "analysis/", str(__import__("pathlib").Path(__file__).parent.parent / "analysis") + "/"),
+        "--measure", "--repeat", "1", "--threads", "1", "--format", "json"]) == 0
+    data = json.loads(capsys.readouterr().out)
+    assert all(r["standard_ms"] > 0 and r["separable_ms"] > 0 for r in data["layers"])
+    assert data["totals"]["measured_ratio"] > 0
