@@ -191,9 +191,9 @@ def test_cli_measure_with_the_real_kernels(capsys):
     _compiled_cconv()
     import json
     from analysis.cli import main
-    assert main(["compare", "analysis/examples/small_resnet.toml".replace(
-        "analysis/", str(__import__("pathlib").Path(__file__).parent.parent / "analysis") + "/"),
-        "--measure", "--repeat", "1", "--threads", "1", "--format", "json"]) == 0
+    import pathlib
+    spec_file = pathlib.Path(__file__).parent.parent / "analysis/examples/small_resnet.toml"
+    assert main(["compare", str(spec_file), "--measure", "--repeat", "1", "--threads", "1", "--format", "json"]) == 0
     data = json.loads(capsys.readouterr().out)
     assert all(r["standard_ms"] > 0 and r["separable_ms"] > 0 for r in data["layers"])
     assert data["totals"]["measured_ratio"] > 0
