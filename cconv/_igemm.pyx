@@ -43,69 +43,15 @@ from cython cimport floating
 from cython.parallel cimport prange, parallel
 
 from cconv._common cimport scratch_alloc, free, floor_div, ceil_div, effective_threads
+from cconv._microkernel cimport (MR, NR_F32, NR_F64, microkernel_8x32_f32,
+                                microkernel_8x16_f64)
 
 cnp.import_array()
 
 cdef enum:
-    MR = 8          # output channels per micro-tile
-    NR_F32 = 32     # positions per micro-tile, float32 (2 x 16 lanes)
-    NR_F64 = 16     # positions per micro-tile, float64 (2 x 8 lanes)
     KC = 128        # k rows per packed B panel (16 KiB per tile: stays in L1 beside A)
     NC = 128        # positions per work item at most (several tiles share each A block)
     MAX_CHUNK_ROWS = 256  # output channels per work item at most
-
-
-# ---------------------------------------------------------------------------------
-# Micro-kernels. Written so that gcc fully unrolls the MR loop and vectorises the NR
-# loop: 8 broadcasts of A and 16 FMAs per k, accumulators never leave registers. They
-# start from zero and add into C at the end (loading C into the accumulators made gcc
-# route it through memcpy and the stack). Weight rows past the last output channel are
-# clamped to it: their results are computed and discarded.
-
-cdef inline void microkernel_8x32_f32(Py_ssize_t kc, const float* a0, Py_ssize_t lda,
-                                      Py_ssize_t rows, const Py_ssize_t* aoff,
-                                      const float* b, float* c) noexcept nogil:
-    cdef float acc[8][32]
-    cdef const float* ar[8]
-    cdef Py_ssize_t i, j, k, o
-    cdef float ai
-    for i in range(8):
-        ar[i] = a0 + (i if i < rows else rows - 1) * lda
-    for i in range(8):
-        for j in range(32):
-            acc[i][j] = 0
-    for k in range(kc):
-        o = aoff[k]
-        for i in range(8):
-            ai = ar[i][o]
-            for j in range(32):
-                acc[i][j] += ai * b[k * 32 + j]
-    for i in range(8):
-        for j in range(32):
-            c[i * 32 + j] += acc[i][j]
-
-
-cdef inline void microkernel_8x16_f64(Py_ssize_t kc, const double* a0, Py_ssize_t lda,
-                                      Py_ssize_t rows, const Py_ssize_t* aoff,
-                                      const double* b, double* c) noexcept nogil:
-    cdef double acc[8][16]
-    cdef const double* ar[8]
-    cdef Py_ssize_t i, j, k, o
-    cdef double ai
-    for i in range(8):
-        ar[i] = a0 + (i if i < rows else rows - 1) * lda
-    for i in range(8):
-        for j in range(16):
-            acc[i][j] = 0
-    for k in range(kc):
-        o = aoff[k]
-        for i in range(8):
-            ai = ar[i][o]
-            for j in range(16):
-                acc[i][j] += ai * b[k * 16 + j]
-    for i in range(8):
-        for j in range(16):
-            c[i * 16 + j] += acc[i][j]
 
 
 # ---------------------------------------------------------------------------------
@@ -285,11 +231,11 @@ cdef void run_item(const Problem* P, const floating* x_img, floating* out_img,
                         continue
                     if floating is float:
                         microkernel_8x32_f32(kc, w_group + mb * MR * P.lda, P.lda, rows,
-                                             P.aoff + k, bpanel + tile * KC * nr,
+                                             P.aoff + k, bpanel + tile * KC * nr, nr,
                                              cbuf + ((mb - mb0) * ntiles + tile) * tile_block)
                     else:
                         microkernel_8x16_f64(kc, w_group + mb * MR * P.lda, P.lda, rows,
-                                             P.aoff + k, bpanel + tile * KC * nr,
+                                             P.aoff + k, bpanel + tile * KC * nr, nr,
                                              cbuf + ((mb - mb0) * ntiles + tile) * tile_block)
         k = kb_end
 

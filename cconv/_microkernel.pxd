@@ -1,0 +1,65 @@
+# The GEMM micro-kernels, shared by the implicit-GEMM engine (_igemm.pyx) and the fused
+# separable kernel (_separable.pyx). Inline, so each module compiles its own copy.
+#
+# C[MR x NR] += A[MR x kc] * B[kc x NR]: A row i is at a0 + i * lda, its k-th element at
+# offset aoff[k] (weights are read in place, in whatever layout they have); B row k is
+# at b + k * ldb, NR contiguous values; C is MR x NR row-major.
+
+cdef enum:
+    MR = 8          # output channels per micro-tile
+    NR_F32 = 32     # positions per micro-tile, float32 (2 x 16 lanes)
+    NR_F64 = 16     # positions per micro-tile, float64 (2 x 8 lanes)
+
+
+# Micro-kernels. Written so that gcc fully unrolls the MR loop and vectorises the NR
+# loop: 8 broadcasts of A and 16 FMAs per k, accumulators never leave registers. They
+# start from zero and add into C at the end (loading C into the accumulators made gcc
+# route it through memcpy and the stack). Weight rows past the last output channel are
+# clamped to it: their results are computed and discarded.
+
+cdef inline void microkernel_8x32_f32(Py_ssize_t kc, const float* a0, Py_ssize_t lda,
+                                      Py_ssize_t rows, const Py_ssize_t* aoff,
+                                      const float* b, Py_ssize_t ldb, float* c) noexcept nogil:
+    cdef float acc[8][32]
+    cdef const float* ar[8]
+    cdef Py_ssize_t i, j, k, o
+    cdef float ai
+    for i in range(8):
+        ar[i] = a0 + (i if i < rows else rows - 1) * lda
+    for i in range(8):
+        for j in range(32):
+            acc[i][j] = 0
+    for k in range(kc):
+        o = aoff[k]
+        for i in range(8):
+            ai = ar[i][o]
+            for j in range(32):
+                acc[i][j] += ai * b[k * ldb + j]
+    for i in range(8):
+        for j in range(32):
+            c[i * 32 + j] += acc[i][j]
+
+
+cdef inline void microkernel_8x16_f64(Py_ssize_t kc, const double* a0, Py_ssize_t lda,
+                                      Py_ssize_t rows, const Py_ssize_t* aoff,
+                                      const double* b, Py_ssize_t ldb, double* c) noexcept nogil:
+    cdef double acc[8][16]
+    cdef const double* ar[8]
+    cdef Py_ssize_t i, j, k, o
+    cdef double ai
+    for i in range(8):
+        ar[i] = a0 + (i if i < rows else rows - 1) * lda
+    for i in range(8):
+        for j in range(16):
+            acc[i][j] = 0
+    for k in range(kc):
+        o = aoff[k]
+        for i in range(8):
+            ai = ar[i][o]
+            for j in range(16):
+                acc[i][j] += ai * b[k * ldb + j]
+    for i in range(8):
+        for j in range(16):
+            c[i * 16 + j] += acc[i][j]
+
+
