@@ -9,7 +9,7 @@ from __future__ import annotations
 
 import numpy as np
 
-from cconv import _depthwise, _igemm
+from cconv import _depthwise, _igemm, _separable
 from cconv._dispatch import Algorithm, select_algorithm
 from cconv._params import ConvParams, normalize
 
@@ -75,14 +75,8 @@ def _convolution(op: str, input, weight, bias=None, plan_cache=None, **kwargs):
     if p.output_shape[0] == 0:
         pass  # an empty batch: nothing to compute
     elif algorithm is Algorithm.SEPARABLE:
-        N, _, H_out, W_out = p.output_shape
-        mid = np.empty((N, p.mid_channels, H_out, W_out), dtype=p.dtype)
-        _depthwise.depthwise_forward(x, a["w"], a["b"], mid, p.stride, padding, p.dilation,
-                                     p.n_threads)
-        pw = a["pw"].reshape(a["pw"].shape[0], p.mid_channels, 1, 1)
-        plan = _igemm.conv2d_plan(mid.shape, pw.shape, p.output_shape, (1, 1), _NO_PADDING,
-                                  (1, 1), 1)
-        _igemm.run(plan, mid, pw, a["pw_b"], out, p.n_threads)
+        _separable.separable_forward(x, a["w"], a["b"], a["pw"], a["pw_b"], out, p.stride,
+                                     padding, p.dilation, p.n_threads)
     elif algorithm is Algorithm.DEPTHWISE:
         _depthwise.depthwise_forward(x, a["w"], a["b"], out, p.stride, padding, p.dilation,
                                      p.n_threads)
