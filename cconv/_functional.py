@@ -87,7 +87,8 @@ def _convolution(op: str, input, weight, bias=None, plan_cache=None, **kwargs):
             plan = _gemm_plan(p, algorithm, x.shape, padding, a["w"].shape)
             if plan_cache is not None:
                 plan_cache[key] = plan
-        _igemm.run(plan, x, a["w"], a["b"], out, p.n_threads)
+        _igemm.run(plan, x, a["w"], a["b"], out, p.n_threads,
+                   weights_frozen=plan_cache is not None)
 
     if a["out"] is not None:
         return kwargs["out"]

@@ -242,7 +242,7 @@ cdef void run_item(const Problem* P, const floating* x_img, floating* out_img,
     # Scatter the item's tiles to their output positions.
     cdef Py_ssize_t dst0 = P.ph_dst0[phase], drs = P.ph_drs[phase], dcs = P.ph_dcs[phase]
     cdef floating* orow
-    cdef Py_ssize_t gi, gj, base
+    cdef Py_ssize_t gi, gj, base, run, q
     cdef bint contiguous = (dcs == 1 and drs == wg)
     for mb in range(mb0, mb1):
         for r in range(MR):
@@ -260,11 +260,22 @@ cdef void run_item(const Problem* P, const floating* x_img, floating* out_img,
                     base = dst0 + tp0
                     for j in range(tnpos):
                         orow[base + j] = cb[j]
-                else:
-                    for j in range(tnpos):
-                        gi = (tp0 + j) // wg
-                        gj = (tp0 + j) - gi * wg
-                        orow[dst0 + gi * drs + gj * dcs] = cb[j]
+                    continue
+                # Strided phases (transposed conv): one run per grid row, no division
+                # per element.
+                j = 0
+                gi = tp0 // wg
+                gj = tp0 - gi * wg
+                while j < tnpos:
+                    run = wg - gj
+                    if run > tnpos - j:
+                        run = tnpos - j
+                    base = dst0 + gi * drs + gj * dcs
+                    for q in range(run):
+                        orow[base + q * dcs] = cb[j + q]
+                    j += run
+                    gi += 1
+                    gj = 0
 
 
 cdef int run_problem(const Problem* P, const floating* x, floating* out,
@@ -364,13 +375,24 @@ class Plan:
     shape (layer objects keep it), then executed on any number of inputs."""
 
     __slots__ = ("N", "C_in", "H", "W", "G", "M", "out_plane", "sy", "sx", "lda",
-                 "w_group", "aoff", "tap_dy", "tap_dx", "phase_cols", "positions", "_work")
+                 "w_group", "aoff", "tap_dy", "tap_dx", "phase_cols", "positions", "_work",
+                 "repack", "packed")
 
     def __init__(self, N, C_in, H, W, G, M, out_plane, sy, sx, lda, w_group, aoff, tap_dy,
-                 tap_dx, phases):
+                 tap_dx, phases, repack=False):
         self.N, self.C_in, self.H, self.W, self.G, self.M = N, C_in, H, W, G, M
         self.out_plane, self.sy, self.sx, self.lda, self.w_group = out_plane, sy, sx, lda, w_group
         self.aoff = np.ascontiguousarray(aoff, dtype=np.intp)
+        # A weight layout whose rows are far apart for consecutive k (the transposed
+        # conv's (C_in, C_out, kh, kw)) would make every k touch eight new cache lines:
+        # such a plan first gathers the weights into rows of contiguous k.
+        self.repack = None
+        self.packed = None
+        if repack:
+            self.repack = (self.aoff, lda, w_group)
+            K = len(self.aoff)
+            self.aoff = np.arange(K, dtype=np.intp)
+            self.lda, self.w_group = K, M * K
         self.tap_dy = np.ascontiguousarray(tap_dy, dtype=np.intp)
         self.tap_dx = np.ascontiguousarray(tap_dx, dtype=np.intp)
         # columns: hg, wg, dst0, drs, dcs, tap0, tap1
@@ -447,11 +469,43 @@ def execute(plan, work_plan, const floating[::1] x, floating[::1] out,
         raise MemoryError("cconv: could not allocate per-thread scratch memory")
 
 
-def run(plan, x, w, bias, out, int n_threads):
-    """Execute ``plan`` on 4-D C-contiguous arrays with ``n_threads`` threads."""
+def _repack_rows(const floating[::1] w, const Py_ssize_t[::1] src_off, Py_ssize_t src_lda,
+                 Py_ssize_t src_group, Py_ssize_t G, Py_ssize_t M, int n_threads):
+    """packed[(g*M + m)*K + k] = w[g*src_group + m*src_lda + src_off[k]], rows in parallel."""
+    cdef Py_ssize_t K = src_off.shape[0], row, k, g, m
+    packed_arr = np.empty(G * M * K, dtype=np.float32 if floating is float else np.float64)
+    cdef floating[::1] packed = packed_arr
+    if K == 0 or G * M == 0:
+        return packed_arr
+    n_threads = effective_threads(n_threads, G * M, <double> G * M * K / 8)
+    with nogil:
+        for row in prange(G * M, schedule="static", num_threads=n_threads):
+            g = row // M
+            m = row - g * M
+            for k in range(K):
+                packed[row * K + k] = w[g * src_group + m * src_lda + src_off[k]]
+    return packed_arr
+
+
+def run(plan, x, w, bias, out, int n_threads, bint weights_frozen=False):
+    """Execute ``plan`` on 4-D C-contiguous arrays with ``n_threads`` threads.
+
+    ``weights_frozen`` (layer objects) lets a plan keep its repacked weights.
+    """
     nr = NR_F32 if x.dtype == np.float32 else NR_F64
-    execute(plan, plan.work(n_threads, nr), x.reshape(-1), out.reshape(-1), w.reshape(-1),
-            bias)
+    w_flat = w.reshape(-1)
+    if plan.repack is not None:
+        if weights_frozen and plan.packed is not None and plan.packed[0] is w:
+            w_flat = plan.packed[1]
+        else:
+            src_off, src_lda, src_group = plan.repack
+            w_flat = _repack_rows(w_flat, src_off, src_lda, src_group, plan.G, plan.M,
+                                  n_threads)
+            if weights_frozen:
+                plan.packed = (w, w_flat)
+    if len(w_flat) == 0:
+        w_flat = np.zeros(1, dtype=x.dtype)  # no tap reaches any output: bias only
+    execute(plan, plan.work(n_threads, nr), x.reshape(-1), out.reshape(-1), w_flat, bias)
     return out
 
 
@@ -531,4 +585,4 @@ def conv_transpose2d_plan(x_shape, w_shape, out_shape, stride, padding, dilation
     # Weight element (m, tap, c) of group g: w[g*Cg + c, m, kh, kw].
     aoff = _weight_offsets(tap_kh, tap_kw, Cg, KW, M * KH * KW, KW)
     return Plan(N, C_in, H, W, groups, M, H_out * W_out, 1, 1, KH * KW, Cg * M * KH * KW,
-                aoff, tap_dy, tap_dx, phases)
+                aoff, tap_dy, tap_dx, phases, repack=True)
