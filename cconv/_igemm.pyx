@@ -130,12 +130,18 @@ cdef inline void pack_rows(const floating* x_chan, Py_ssize_t plane, Py_ssize_t 
     cdef floating* row
     if nseg == 1 and seg[2] >= 0 and sx == 1:
         # The common interior case: the whole tile is one contiguous input run.
+        # A constant trip count compiles to two vector moves; a variable one to a
+        # memmove call per row.
         src = seg[2]
         for r in range(rows):
             xc = x_chan + r * plane + src
             row = bp + r * nr
-            for q in range(nr):
-                row[q] = xc[q]
+            if floating is float:
+                for q in range(NR_F32):
+                    row[q] = xc[q]
+            else:
+                for q in range(NR_F64):
+                    row[q] = xc[q]
         return
     for r in range(rows):
         xc = x_chan + r * plane
@@ -379,7 +385,7 @@ class Plan:
                  "repack", "packed")
 
     def __init__(self, N, C_in, H, W, G, M, out_plane, sy, sx, lda, w_group, aoff, tap_dy,
-                 tap_dx, phases, repack=False):
+                 tap_dx, phases, repack=None):
         self.N, self.C_in, self.H, self.W, self.G, self.M = N, C_in, H, W, G, M
         self.out_plane, self.sy, self.sx, self.lda, self.w_group = out_plane, sy, sx, lda, w_group
         self.aoff = np.ascontiguousarray(aoff, dtype=np.intp)
@@ -388,8 +394,11 @@ class Plan:
         # such a plan first gathers the weights into rows of contiguous k.
         self.repack = None
         self.packed = None
-        if repack:
-            self.repack = (self.aoff, lda, w_group)
+        if repack is not None:
+            # (weight offset of each tap, weight stride between input channels)
+            tap_off, chan_stride = repack
+            self.repack = (np.ascontiguousarray(tap_off, dtype=np.intp), chan_stride, lda,
+                           w_group)
             K = len(self.aoff)
             self.aoff = np.arange(K, dtype=np.intp)
             self.lda, self.w_group = K, M * K
@@ -469,21 +478,35 @@ def execute(plan, work_plan, const floating[::1] x, floating[::1] out,
         raise MemoryError("cconv: could not allocate per-thread scratch memory")
 
 
-def _repack_rows(const floating[::1] w, const Py_ssize_t[::1] src_off, Py_ssize_t src_lda,
-                 Py_ssize_t src_group, Py_ssize_t G, Py_ssize_t M, int n_threads):
-    """packed[(g*M + m)*K + k] = w[g*src_group + m*src_lda + src_off[k]], rows in parallel."""
-    cdef Py_ssize_t K = src_off.shape[0], row, k, g, m
+def _repack_rows(const floating[::1] w, const Py_ssize_t[::1] tap_off, Py_ssize_t chan_stride,
+                 Py_ssize_t src_lda, Py_ssize_t src_group, Py_ssize_t G, Py_ssize_t M,
+                 Py_ssize_t Cg, int n_threads):
+    """packed[(g*M + m)*K + t*Cg + c] = w[g*src_group + m*src_lda + c*chan_stride + tap_off[t]].
+
+    Parallel over blocks of 8 rows; for each input channel the block's source values
+    (8 rows x T taps) are one short contiguous run, and each destination cache line is
+    filled by consecutive channels while it is still in L2.
+    """
+    cdef Py_ssize_t T = tap_off.shape[0], K = T * Cg
+    cdef Py_ssize_t n_blocks = (M + 7) // 8, blk, g, m0, m1, m, c, t, src, dst
     packed_arr = np.empty(G * M * K, dtype=np.float32 if floating is float else np.float64)
     cdef floating[::1] packed = packed_arr
     if K == 0 or G * M == 0:
         return packed_arr
-    n_threads = effective_threads(n_threads, G * M, <double> G * M * K / 8)
+    n_threads = effective_threads(n_threads, G * n_blocks, <double> G * M * K / 8)
     with nogil:
-        for row in prange(G * M, schedule="static", num_threads=n_threads):
-            g = row // M
-            m = row - g * M
-            for k in range(K):
-                packed[row * K + k] = w[g * src_group + m * src_lda + src_off[k]]
+        for blk in prange(G * n_blocks, schedule="static", num_threads=n_threads):
+            g = blk // n_blocks
+            m0 = (blk - g * n_blocks) * 8
+            m1 = m0 + 8
+            if m1 > M:
+                m1 = M
+            for c in range(Cg):
+                for m in range(m0, m1):
+                    src = g * src_group + m * src_lda + c * chan_stride
+                    dst = (g * M + m) * K + c
+                    for t in range(T):
+                        packed[dst + t * Cg] = w[src + tap_off[t]]
     return packed_arr
 
 
@@ -498,9 +521,9 @@ def run(plan, x, w, bias, out, int n_threads, bint weights_frozen=False):
         if weights_frozen and plan.packed is not None and plan.packed[0] is w:
             w_flat = plan.packed[1]
         else:
-            src_off, src_lda, src_group = plan.repack
-            w_flat = _repack_rows(w_flat, src_off, src_lda, src_group, plan.G, plan.M,
-                                  n_threads)
+            tap_off, chan_stride, src_lda, src_group = plan.repack
+            w_flat = _repack_rows(w_flat, tap_off, chan_stride, src_lda, src_group, plan.G,
+                                  plan.M, plan.C_in // plan.G, n_threads)
             if weights_frozen:
                 plan.packed = (w, w_flat)
     if len(w_flat) == 0:
@@ -584,5 +607,9 @@ def conv_transpose2d_plan(x_shape, w_shape, out_shape, stride, padding, dilation
     tap_kw = np.asarray(tap_kw, dtype=np.intp)
     # Weight element (m, tap, c) of group g: w[g*Cg + c, m, kh, kw].
     aoff = _weight_offsets(tap_kh, tap_kw, Cg, KW, M * KH * KW, KW)
+    # Eight consecutive output channels of one tap lie KH*KW apart: up to 2x2 kernels
+    # they share one or two cache lines and the weights are read in place; larger
+    # kernels would touch a line per channel per k, so their rows are gathered first.
+    repack = (tap_kh * KW + tap_kw, M * KH * KW) if KH * KW > 4 else None
     return Plan(N, C_in, H, W, groups, M, H_out * W_out, 1, 1, KH * KW, Cg * M * KH * KW,
-                aoff, tap_dy, tap_dx, phases, repack=True)
+                aoff, tap_dy, tap_dx, phases, repack=repack)
