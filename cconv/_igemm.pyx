@@ -71,6 +71,7 @@ cdef struct Problem:
     const Py_ssize_t* aoff   # weight offset of every k (all phases' taps x Cg)
     const Py_ssize_t* tap_dy
     const Py_ssize_t* tap_dx
+    const Py_ssize_t* tap_base   # offset of the plane block a tap reads (polyphase input)
     const Py_ssize_t* ph_hg
     const Py_ssize_t* ph_wg
     const Py_ssize_t* ph_dst0
@@ -161,6 +162,19 @@ cdef inline void pack_rows(const floating* x_chan, Py_ssize_t plane, Py_ssize_t 
                     row[d + q] = xc[src + q * sx]
 
 
+cdef inline int block_has_nonfinite(const floating* a0, Py_ssize_t lda, Py_ssize_t rows,
+                                    const Py_ssize_t* aoff, Py_ssize_t kc) noexcept nogil:
+    """1 if any weight of this (rows x kc) block is NaN or Inf."""
+    cdef Py_ssize_t i, k
+    cdef floating v
+    for i in range(rows):
+        for k in range(kc):
+            v = a0[i * lda + aoff[k]]
+            if v - v != 0 or v != v:
+                return 1
+    return 0
+
+
 cdef void run_item(const Problem* P, const floating* x_img, floating* out_img,
                    const floating* w_group, const floating* bias_group, Py_ssize_t g,
                    Py_ssize_t phase, Py_ssize_t p0, Py_ssize_t npos_item, Py_ssize_t mb0,
@@ -179,7 +193,7 @@ cdef void run_item(const Problem* P, const floating* x_img, floating* out_img,
     cdef Py_ssize_t r, j, m, k, k_end, kb_end, t, ci, cnt, nseg, mb, kc, tile, tp0, tnpos
     cdef Py_ssize_t rows
     cdef floating v
-    cdef int valid, any_valid
+    cdef int valid, nonfinite
     cdef const floating* x_group = x_img + g * P.Cg * plane
     cdef floating* cb
     cdef floating* bp
@@ -203,7 +217,6 @@ cdef void run_item(const Problem* P, const floating* x_img, floating* out_img,
         if kb_end > k_end:
             kb_end = k_end
         kc = kb_end - k
-        any_valid = 0
         for tile in range(ntiles):
             tp0 = p0 + tile * nr
             tnpos = npos_item - tile * nr
@@ -223,26 +236,31 @@ cdef void run_item(const Problem* P, const floating* x_img, floating* out_img,
                 if valid:
                     tile_valid[tile] = 1
                 # An all-padding tap still needs zero rows when it shares the panel.
-                pack_rows(x_group + ci * plane, plane, cnt, P.sx, seg, nseg,
+                pack_rows(x_group + P.tap_base[t] + ci * plane, plane, cnt, P.sx, seg, nseg,
                           bp + (j - k) * nr, nr)
                 j += cnt
-            any_valid = any_valid | tile_valid[tile]
-        if any_valid:
-            for mb in range(mb0, mb1):
-                rows = P.M - mb * MR
-                if rows > MR:
-                    rows = MR
-                for tile in range(ntiles):
-                    if not tile_valid[tile]:
+        for mb in range(mb0, mb1):
+            rows = P.M - mb * MR
+            if rows > MR:
+                rows = MR
+            nonfinite = -1  # unknown until a tile wants to skip this block
+            for tile in range(ntiles):
+                if not tile_valid[tile]:
+                    # Every tap of this K-block reads only padding for this tile: the
+                    # products are 0 * w, which is 0 unless w is NaN or Inf (IEEE).
+                    if nonfinite < 0:
+                        nonfinite = block_has_nonfinite(w_group + mb * MR * P.lda, P.lda,
+                                                        rows, P.aoff + k, kc)
+                    if not nonfinite:
                         continue
-                    if floating is float:
-                        microkernel_8x32_f32(kc, w_group + mb * MR * P.lda, P.lda, rows,
-                                             P.aoff + k, bpanel + tile * KC * nr, nr,
-                                             cbuf + ((mb - mb0) * ntiles + tile) * tile_block)
-                    else:
-                        microkernel_8x16_f64(kc, w_group + mb * MR * P.lda, P.lda, rows,
-                                             P.aoff + k, bpanel + tile * KC * nr, nr,
-                                             cbuf + ((mb - mb0) * ntiles + tile) * tile_block)
+                if floating is float:
+                    microkernel_8x32_f32(kc, w_group + mb * MR * P.lda, P.lda, rows,
+                                         P.aoff + k, bpanel + tile * KC * nr, nr,
+                                         cbuf + ((mb - mb0) * ntiles + tile) * tile_block)
+                else:
+                    microkernel_8x16_f64(kc, w_group + mb * MR * P.lda, P.lda, rows,
+                                         P.aoff + k, bpanel + tile * KC * nr, nr,
+                                         cbuf + ((mb - mb0) * ntiles + tile) * tile_block)
         k = kb_end
 
     # Scatter the item's tiles to their output positions.
@@ -382,11 +400,14 @@ class Plan:
 
     __slots__ = ("N", "C_in", "H", "W", "G", "M", "out_plane", "sy", "sx", "lda",
                  "w_group", "aoff", "tap_dy", "tap_dx", "phase_cols", "positions", "_work",
-                 "repack", "packed")
+                 "repack", "packed", "tap_base", "polyphase", "Cg")
 
     def __init__(self, N, C_in, H, W, G, M, out_plane, sy, sx, lda, w_group, aoff, tap_dy,
-                 tap_dx, phases, repack=None):
+                 tap_dx, phases, repack=None, tap_base=None, polyphase=None, Cg=None):
+        # C_in counts the channels of one image as stored (phase planes included);
+        # Cg the input channels one group's taps run over.
         self.N, self.C_in, self.H, self.W, self.G, self.M = N, C_in, H, W, G, M
+        self.Cg = C_in // G if Cg is None else Cg
         self.out_plane, self.sy, self.sx, self.lda, self.w_group = out_plane, sy, sx, lda, w_group
         self.aoff = np.ascontiguousarray(aoff, dtype=np.intp)
         # A weight layout whose rows are far apart for consecutive k (the transposed
@@ -404,6 +425,11 @@ class Plan:
             self.lda, self.w_group = K, M * K
         self.tap_dy = np.ascontiguousarray(tap_dy, dtype=np.intp)
         self.tap_dx = np.ascontiguousarray(tap_dx, dtype=np.intp)
+        self.tap_base = np.ascontiguousarray(
+            np.zeros(len(self.tap_dy)) if tap_base is None else tap_base, dtype=np.intp)
+        # (stride_h, stride_w, [(row phase, column phase), ...]) when the input is first
+        # split into the phase planes the taps read (see conv2d_plan).
+        self.polyphase = polyphase
         # columns: hg, wg, dst0, drs, dcs, tap0, tap1
         self.phase_cols = np.ascontiguousarray(np.asarray(phases, dtype=np.intp).reshape(-1, 7).T)
         self.positions = (self.phase_cols[0] * self.phase_cols[1]).tolist()
@@ -436,12 +462,13 @@ def execute(plan, work_plan, const floating[::1] x, floating[::1] out,
     cdef Py_ssize_t[::1] aoff = plan.aoff
     cdef Py_ssize_t[::1] tap_dy = plan.tap_dy
     cdef Py_ssize_t[::1] tap_dx = plan.tap_dx
+    cdef Py_ssize_t[::1] tap_base = plan.tap_base
     cdef Py_ssize_t[:, ::1] pc = plan.phase_cols
     cdef Py_ssize_t[:, ::1] work = work_arr
     P.C_in_img = plan.C_in
     P.H = plan.H
     P.W = plan.W
-    P.Cg = plan.C_in // plan.G
+    P.Cg = plan.Cg
     P.M = plan.M
     P.C_out_img = plan.G * plan.M
     P.out_plane = plan.out_plane
@@ -453,6 +480,7 @@ def execute(plan, work_plan, const floating[::1] x, floating[::1] out,
     P.aoff = &aoff[0] if aoff.shape[0] else NULL
     P.tap_dy = &tap_dy[0] if tap_dy.shape[0] else NULL
     P.tap_dx = &tap_dx[0] if tap_dx.shape[0] else NULL
+    P.tap_base = &tap_base[0] if tap_base.shape[0] else NULL
     P.ph_hg = &pc[0, 0]
     P.ph_wg = &pc[1, 0]
     P.ph_dst0 = &pc[2, 0]
@@ -523,11 +551,13 @@ def run(plan, x, w, bias, out, int n_threads, bint weights_frozen=False):
         else:
             tap_off, chan_stride, src_lda, src_group = plan.repack
             w_flat = _repack_rows(w_flat, tap_off, chan_stride, src_lda, src_group, plan.G,
-                                  plan.M, plan.C_in // plan.G, n_threads)
+                                  plan.M, plan.Cg, n_threads)
             if weights_frozen:
                 plan.packed = (w, w_flat)
     if len(w_flat) == 0:
         w_flat = np.zeros(1, dtype=x.dtype)  # no tap reaches any output: bias only
+    if plan.polyphase is not None:
+        x = _polyphase_planes(x, plan)
     execute(plan, plan.work(n_threads, nr), x.reshape(-1), out.reshape(-1), w_flat, bias)
     return out
 
@@ -544,16 +574,32 @@ def _weight_offsets(Py_ssize_t[::1] tap_kh, Py_ssize_t[::1] tap_kw, Py_ssize_t C
     return out
 
 
+def _polyphase_planes(x, plan):
+    """Split x into the phase planes a strided plan reads: plane (a, b) of channel c is
+    x[c, a::sh, b::sw], zero-filled to the common (H_s, W_s). A strided conv over x is a
+    unit-stride conv over these planes, so the packer only ever copies contiguous runs."""
+    sh, sw, used = plan.polyphase
+    N, C, H, W = x.shape
+    planes = np.zeros((N, len(used) * C, plan.H, plan.W), dtype=x.dtype)
+    for p, (a, b) in enumerate(used):
+        part = x[:, :, a::sh, b::sw]
+        planes[:, p * C:(p + 1) * C, :part.shape[2], :part.shape[3]] = part
+    return planes
+
+
 def conv2d_plan(x_shape, w_shape, out_shape, stride, padding, dilation, int groups):
     """Plan a standard/grouped/strided/dilated/pointwise conv (NCHW, weight OIHW).
 
     padding is ((top, bottom), (left, right)); only top/left place the taps, the rest
-    is already in the output shape.
+    is already in the output shape. A strided conv is planned on the input's phase
+    planes: tap row offset dy = kh*dilation - top = sh*q + a reads plane row a, at grid
+    row i + q, with unit stride.
     """
     N, C_in, H, W = x_shape
     C_out, Cg, KH, KW = w_shape
     _, _, H_out, W_out = out_shape
     M = C_out // groups
+    sh, sw = stride
     tap_kh = np.repeat(np.arange(KH, dtype=np.intp), KW)
     tap_kw = np.tile(np.arange(KW, dtype=np.intp), KH)
     tap_dy = tap_kh * dilation[0] - padding[0][0]
@@ -561,8 +607,23 @@ def conv2d_plan(x_shape, w_shape, out_shape, stride, padding, dilation, int grou
     phases = [[H_out, W_out, 0, W_out, 1, 0, KH * KW]]
     aoff = _weight_offsets(tap_kh, tap_kw, Cg, KW, KH * KW, KW)
     lda = Cg * KH * KW
-    return Plan(N, C_in, H, W, groups, M, H_out * W_out, stride[0], stride[1], lda, M * lda,
-                aoff, tap_dy, tap_dx, phases)
+    tap_base = polyphase = None
+    C_img = C_in
+    if (sh, sw) != (1, 1):
+        row_phase, col_phase = tap_dy % sh, tap_dx % sw
+        used = sorted(set(zip(row_phase.tolist(), col_phase.tolist())))
+        index = {ab: p for p, ab in enumerate(used)}
+        H, W = -(-H // sh), -(-W // sw)
+        tap_base = np.array([index[ab] * C_in * H * W
+                             for ab in zip(row_phase.tolist(), col_phase.tolist())],
+                            dtype=np.intp)
+        tap_dy, tap_dx = tap_dy // sh, tap_dx // sw
+        polyphase = (sh, sw, used)
+        C_img = len(used) * C_in
+        sh = sw = 1
+    plan = Plan(N, C_img, H, W, groups, M, H_out * W_out, sh, sw, lda, M * lda, aoff, tap_dy,
+                tap_dx, phases, tap_base=tap_base, polyphase=polyphase, Cg=Cg)
+    return plan
 
 
 def _transpose_phases(size_in, size_out, K, stride, pad_before, dilation):
