@@ -59,8 +59,9 @@ def assert_matches(out, ref, ref_abs, dtype=None, context=""):
         raise AssertionError(f"Inf mismatch at {idx}: out={o[idx]!r} ref={ref[idx]!r} {context}")
 
     finite = ~(ref_nan | ref_inf)
-    err = np.where(finite, np.abs(o - ref), 0.0)
-    allowed = tol * (np.where(finite, ref_abs, 0.0) + tiny)
+    with np.errstate(invalid="ignore", over="ignore"):
+        err = np.where(finite, np.abs(o - ref), 0.0)
+        allowed = tol * (np.where(finite, ref_abs, 0.0) + tiny)
     bad = err > allowed
     if bad.any():
         ratio = np.where(finite, err / allowed, 0.0)
