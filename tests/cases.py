@@ -180,6 +180,32 @@ def conv2d_awkward():
     for hw in [(4, 8), (3, 11), (4, 4), (2, 16), (5, 7)]:
         cases.append(c(2, 3, 9, hw, 3, padding=1, name=f"positions{hw[0]}x{hw[1]}"))
     cases.append(c(1, 17, 33, (5, 7), 3, padding=1, stride=1, name="c17-c33-33pos"))
+    cases.extend(conv2d_blocking())
+    return cases
+
+
+def conv2d_blocking():
+    """Reduction, position and channel-chunk counts around the GEMM engine's blocks.
+
+    The reduction runs over k = (tap, input channel) in blocks of 128; a work item covers
+    up to 128 positions and up to 256 output channels.  Taps wholly in the padding (large
+    dilation) may be skipped per block.
+    """
+    c = conv2d_case
+    cases = []
+    for ci, k in [(14, 3), (15, 3), (43, 3), (127, 1), (128, 1), (129, 1), (64, 2),
+                  (257, 1)]:
+        cases.append(c(1, ci, 9, (3, 4), k, padding=1, name=f"k-block-c_in{ci}-k{k}"))
+    for hw in [(1, 127), (8, 16), (1, 129), (11, 12), (16, 16), (15, 17)]:
+        cases.append(c(1, 3, 9, hw, 3, padding=1, name=f"nc-block-{hw[0]}x{hw[1]}"))
+    for co in [255, 256, 257]:
+        cases.append(c(1, 2, co, (3, 3), 2, name=f"m-chunk-c_out{co}"))
+    cases += [
+        c(1, 128, 5, (4, 4), 3, padding=4, dilation=4, name="padding-only-k-blocks"),
+        c(1, 130, 4, (5, 4), 3, padding=(6, 2), dilation=3, name="padding-only-k-blocks-2"),
+        c(2, 40, 12, (6, 7), 3, padding=5, dilation=5, groups=2, name="padding-only-grouped"),
+        c(1, 33, 17, (7, 9), 5, stride=2, padding=2, name="c33-k5-s2"),
+    ]
     return cases
 
 
@@ -226,6 +252,18 @@ def conv_transpose2d_awkward():
         cases.append(c(1, 2, 3, (1, npos - 2), (1, 3), name=f"positions{npos}-row"))
     for hw in [(3, 7), (4, 3), (2, 14)]:
         cases.append(c(2, 3, 9, hw, 2, stride=2, name=f"in{hw[0]}x{hw[1]}-s2"))
+    # Sub-pixel phases: stride and dilation sharing factors leave phases with no taps.
+    for s, d, op in [(2, 2, 1), (3, 2, 2), (4, 2, 3), (2, 3, 2), (3, 3, 0), (4, 6, 5),
+                     ((2, 3), (3, 2), (1, 2))]:
+        cases.append(c(1, 3, 4, (4, 5), 3, stride=s, dilation=d, output_padding=op,
+                       padding=1, name=f"phases-s{s}-d{d}-op{op}"))
+    for ci in [43, 65, 130]:
+        cases.append(c(1, ci, 5, (3, 4), (2, 3), stride=2, padding=(0, 1),
+                       name=f"k-block-c_in{ci}"))
+    for hw in [(8, 8), (6, 11), (1, 64), (1, 65)]:
+        cases.append(c(1, 3, 9, hw, 3, stride=2, padding=1, output_padding=1,
+                       name=f"nc-block-{hw[0]}x{hw[1]}"))
+    cases.append(c(1, 2, 257, (2, 2), 2, stride=2, name="m-chunk-c_out257"))
     return cases
 
 
@@ -271,6 +309,13 @@ def depthwise_awkward():
         cases.append(c(1, 3, 1, (1, npos), (1, 3), padding=(0, 1), name=f"positions{npos}-row"))
     for hw in [(4, 8), (3, 11), (2, 16), (5, 7)]:
         cases.append(c(2, 9, 1, hw, 3, padding=1, name=f"positions{hw[0]}x{hw[1]}"))
+    # Row blocks of 64 (float32) / 32 (float64) columns and the 3x3 s1/s2 row kernels.
+    for wd in [31, 33, 63, 65, 95, 127, 128, 129]:
+        cases.append(c(1, 2, 2, (3, wd), 3, padding=1, name=f"row{wd}-3x3-s1-m2"))
+        cases.append(c(1, 2, 1, (4, 2 * wd + 1), 3, stride=2, padding=1,
+                       name=f"row{wd}-3x3-s2"))
+        cases.append(c(1, 2, 1, (3, wd), (2, 5), padding=(1, 2), dilation=(1, 2),
+                       padding_mode="reflect", name=f"row{wd}-2x5-reflect"))
     return cases
 
 
@@ -295,6 +340,12 @@ def pointwise_grid():
         cases.append(c(1, 3, 9, (npos, 2), stride=(1, 2), name=f"positions{npos}-col-s2"))
     for hw in [(4, 8), (3, 11), (2, 16), (5, 7), (8, 8)]:
         cases.append(c(2, 4, 8, hw, weight_4d=True, name=f"positions{hw[0]}x{hw[1]}"))
+    for ci in [127, 128, 129, 257]:
+        cases.append(c(1, ci, 9, (3, 3), name=f"k-block-c_in{ci}"))
+    for hw in [(1, 127), (1, 128), (1, 129), (16, 16), (15, 17), (1, 257)]:
+        cases.append(c(1, 3, 5, hw, name=f"nc-block-{hw[0]}x{hw[1]}"))
+    for co in [255, 256, 257]:
+        cases.append(c(1, 3, co, (2, 3), name=f"m-chunk-c_out{co}"))
     return cases
 
 

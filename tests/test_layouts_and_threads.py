@@ -320,3 +320,36 @@ def test_tuples_and_float32_arraylike():
     as_tuples = tuple(tuple(tuple(map(tuple, c)) for c in img) for img in x.astype(np.float64))
     np.testing.assert_array_equal(cconv.conv2d(as_tuples, w.astype(np.float64)),
                                   cconv.conv2d(x.astype(np.float64), w.astype(np.float64)))
+
+
+@pytest.mark.parametrize("c_in", [2, 16, 127, 128, 129])
+@pytest.mark.parametrize("special", [np.nan, np.inf])
+def test_nonfinite_weight_on_taps_that_see_only_padding_propagates(c_in, special):
+    # Zero padding is part of the definition: out = sum w * x_padded, and 0 * NaN and
+    # 0 * Inf are NaN in IEEE arithmetic (torch agrees). With dilation 4 and padding 4 on
+    # a 4x4 input, tap (0, 0) reads only padding for every output, so a NaN/Inf there
+    # must make every output of that channel NaN, whatever the channel count (a kernel
+    # that skips all-padding taps must not change the answer).
+    rng = np.random.default_rng(12)
+    x = rng.standard_normal((1, c_in, 4, 4))
+    w = rng.standard_normal((3, c_in, 3, 3))
+    w[1, c_in // 2, 0, 0] = special
+    kw = dict(padding=4, dilation=4)
+    out = cconv.conv2d(x, w, **kw)
+    with np.errstate(invalid="ignore"):
+        ref = reference.conv2d(x, w, **kw)
+        ref_abs = reference.conv2d(np.abs(x), np.abs(w), **kw)
+    assert np.isnan(ref[0, 1]).all()
+    assert_matches(out, ref, ref_abs, np.float64, context=f"c_in={c_in} special={special}")
+
+
+@pytest.mark.parametrize("fn", ["conv2d", "depthwise_conv2d"])
+def test_nonfinite_weight_with_zero_padding_small(fn):
+    x = np.ones((1, 1, 3, 3))
+    w = np.ones((1, 1, 3, 3))
+    w[0, 0, 0, 0] = np.inf
+    out = getattr(cconv, fn)(x, w, padding=1)
+    # Outputs whose tap (0, 0) reads padding: 0 * Inf = NaN; the others: Inf.
+    expected = np.array([[np.nan, np.nan, np.nan], [np.nan, np.inf, np.inf],
+                         [np.nan, np.inf, np.inf]])
+    np.testing.assert_array_equal(out[0, 0], expected)
