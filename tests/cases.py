@@ -376,6 +376,23 @@ def separable_grid():
         cases.append(c(1, ch, m, 6, (4, 5), 3, padding=1, name=f"c{ch}-m{m}"))
     for npos in TILE_POSITIONS:
         cases.append(c(1, 3, 1, 5, (1, npos), (1, 3), padding=(0, 1), name=f"positions{npos}"))
+    # A fused kernel tiles the intermediate: rows around 32/64 columns, intermediate
+    # channel counts (C*m) and output channels around 8/16/32/128, 3x3 s1/s2 row kernels.
+    for wd in [31, 33, 63, 65, 129]:
+        cases.append(c(1, 3, 1, 9, (3, wd), 3, padding=1, name=f"row{wd}-3x3-s1"))
+        cases.append(c(1, 2, 2, 7, (4, 2 * wd + 1), 3, stride=2, padding="same",
+                       name=f"row{wd}-3x3-s2-same"))
+    for ch, m, co in [(7, 1, 8), (8, 1, 9), (9, 2, 17), (16, 2, 31), (33, 1, 33),
+                      (43, 3, 16), (64, 2, 8), (65, 2, 7)]:
+        cases.append(c(2, ch, m, co, (5, 6), 3, padding=1, name=f"c{ch}-m{m}-co{co}"))
+    cases += [
+        c(1, 5, 1, 6, (16, 16), 3, padding=1, padding_mode="reflect", name="16x16-reflect"),
+        c(1, 4, 1, 300, (3, 3), 3, padding=1, name="c_out300"),
+        c(3, 6, 1, 5, (11, 12), 5, stride=(2, 3), padding=((2, 1), (0, 3)),
+          padding_mode="replicate", name="asym-replicate-s23"),
+        c(1, 2, 1, 3, (3, 3), 3, padding=4, dilation=2, name="padding-only-taps-dilated"),
+        c(1, 3, 1, 4, (20, 19), 11, padding=5, name="large-kernel"),
+    ]
     return cases
 
 
