@@ -412,3 +412,19 @@ def test_repeated_calls_with_changing_parameters_on_one_shape():
             out = cconv.conv_transpose2d(xx, ww, **kw)
             check_against(reference.conv_transpose2d, out, [xx, ww, None], kw, dtype,
                           context=str(kw))
+
+
+@pytest.mark.parametrize("c", [3, 130])
+@pytest.mark.parametrize("fn", ["depthwise_conv2d", "separable_conv2d"])
+def test_nonfinite_depthwise_weight_on_padding_only_taps_propagates(fn, c):
+    rng = np.random.default_rng(15)
+    x = rng.standard_normal((1, c, 4, 4))
+    dw = rng.standard_normal((c, 1, 3, 3))
+    dw[1, 0, 0, 0] = np.nan
+    args = [x, dw] if fn == "depthwise_conv2d" else [x, dw, rng.standard_normal((5, c))]
+    kw = dict(padding=4, dilation=4)
+    out = getattr(cconv, fn)(*args, **kw)
+    with np.errstate(invalid="ignore"):
+        ref = getattr(reference, fn)(*args, **kw)
+        ref_abs = getattr(reference, fn)(*[np.abs(a) for a in args], **kw)
+    assert_matches(out, ref, ref_abs, np.float64, context=f"{fn} c={c}")
