@@ -51,10 +51,14 @@ def test_reference_hand_computed_conv2d():
     w = np.array([[[[1.0, 0.0], [0.0, -1.0]]]])
     # out[y, x] = in[y, x] - in[y+1, x+1] = -4 everywhere.
     np.testing.assert_array_equal(reference.conv2d(x, w), np.full((1, 1, 2, 2), -4.0))
-    # padding 1 with replicate: corners see the edge value.
+    # padding 1 with replicate: out[0, 0] = pad[-1, -1] - pad[0, 0] = in[0, 0] - in[0, 0],
+    # out[3, 3] = in[2, 2] - in[2, 2] (both cells replicate the corner), out[0, 3] likewise.
     out = reference.conv2d(x, w, padding=1, padding_mode="replicate")
     assert out.shape == (1, 1, 4, 4)
-    assert out[0, 0, 0, 0] == 0.0 - 0.0 and out[0, 0, 3, 3] == 8.0 - 8.0
+    assert out[0, 0, 0, 0] == 0.0 and out[0, 0, 3, 3] == 0.0
+    # With zeros instead: out[0, 0] = 0 - in[0, 0] = 0 and out[3, 3] = in[2, 2] - 0 = 8.
+    out = reference.conv2d(x, w, padding=1)
+    assert out[0, 0, 0, 0] == 0.0 and out[0, 0, 3, 3] == 8.0 and out[0, 0, 1, 1] == -4.0
 
 
 def test_reference_hand_computed_transpose():
