@@ -1,0 +1,75 @@
+"""cconv.conv2d matches the naive reference at awkward sizes, every padding spelling and mode."""
+
+import numpy as np
+import pytest
+
+cconv = pytest.importorskip("cconv")
+
+import cases  # noqa: E402
+import reference  # noqa: E402
+from _checks import DTYPES, check_against, check_case, require_cconv  # noqa: E402
+
+require_cconv()
+
+
+@pytest.mark.parametrize("case", cases.conv2d_awkward(), ids=str)
+@pytest.mark.parametrize("dtype", DTYPES, ids=lambda d: np.dtype(d).name)
+def test_conv2d_matches_reference_at_awkward_sizes(case, dtype):
+    check_case(cconv, case, dtype)
+
+
+@pytest.mark.parametrize("case", cases.conv2d_product_grid(), ids=str)
+@pytest.mark.parametrize("dtype", DTYPES, ids=lambda d: np.dtype(d).name)
+def test_conv2d_matches_reference_over_stride_padding_dilation_groups_mode(case, dtype):
+    check_case(cconv, case, dtype)
+
+
+@pytest.mark.parametrize("stride", [1, 2, 3, 4, 5])
+@pytest.mark.parametrize("size", [1, 2, 7, 8, 9, 16])
+@pytest.mark.parametrize("k,d", [(1, 1), (3, 1), (4, 1), (3, 2), (5, 3)])
+def test_conv2d_same_gives_ceil_input_over_stride(size, stride, k, d):
+    rng = np.random.default_rng(0)
+    x = rng.standard_normal((1, 2, size, size + 1))
+    w = rng.standard_normal((3, 2, k, k))
+    out = cconv.conv2d(x, w, stride=stride, padding="same", dilation=d)
+    assert out.shape == (1, 3, -(-size // stride), -(-(size + 1) // stride))
+    check_against(reference.conv2d, out, [x, w, None],
+                  dict(stride=stride, padding="same", dilation=d), np.float64,
+                  context=f"size={size} k={k} d={d} s={stride}")
+
+
+def test_conv2d_padding_spellings_are_bitwise_equivalent():
+    rng = np.random.default_rng(1)
+    x = rng.standard_normal((2, 3, 9, 8)).astype(np.float32)
+    w = rng.standard_normal((5, 3, 3, 3)).astype(np.float32)
+    a = cconv.conv2d(x, w, padding=1)
+    np.testing.assert_array_equal(a, cconv.conv2d(x, w, padding=(1, 1)))
+    np.testing.assert_array_equal(a, cconv.conv2d(x, w, padding=((1, 1), (1, 1))))
+    np.testing.assert_array_equal(a, cconv.conv2d(x, w, padding="same"))
+    np.testing.assert_array_equal(cconv.conv2d(x, w, padding=0),
+                                  cconv.conv2d(x, w, padding="valid"))
+    np.testing.assert_array_equal(cconv.conv2d(x, w, stride=2, dilation=1),
+                                  cconv.conv2d(x, w, stride=(2, 2), dilation=(1, 1)))
+
+
+def test_conv2d_bias_is_added_once_per_output_channel():
+    rng = np.random.default_rng(2)
+    x = rng.standard_normal((1, 3, 6, 6))
+    w = rng.standard_normal((4, 3, 3, 3))
+    b = np.array([1.0, -2.0, 0.5, 100.0])
+    diff = cconv.conv2d(x, w, b, padding=1) - cconv.conv2d(x, w, padding=1)
+    np.testing.assert_allclose(diff, np.broadcast_to(b[None, :, None, None], diff.shape),
+                               rtol=0, atol=1e-12)
+
+
+@pytest.mark.parametrize("mode", ["zeros", "reflect", "replicate", "circular"])
+def test_conv2d_padding_mode_per_side_asymmetric(mode):
+    rng = np.random.default_rng(3)
+    x = rng.standard_normal((1, 2, 5, 6))
+    w = rng.standard_normal((3, 2, 2, 3))
+    pad = ((0, 3), (2, 1))
+    out = cconv.conv2d(x, w, padding=pad, padding_mode=mode)
+    ref = reference.conv2d(x, w, padding=pad, padding_mode=mode)
+    assert out.shape == ref.shape == (1, 3, 7, 7)
+    check_against(reference.conv2d, out, [x, w, None], dict(padding=pad, padding_mode=mode),
+                  np.float64, context=mode)

@@ -1,0 +1,55 @@
+"""cconv.conv_transpose2d matches the scatter-definition reference, and is conv2d's adjoint."""
+
+import numpy as np
+import pytest
+
+cconv = pytest.importorskip("cconv")
+
+import cases  # noqa: E402
+from _checks import DTYPES, check_case, require_cconv  # noqa: E402
+
+require_cconv()
+
+
+@pytest.mark.parametrize("case", cases.conv_transpose2d_awkward(), ids=str)
+@pytest.mark.parametrize("dtype", DTYPES, ids=lambda d: np.dtype(d).name)
+def test_conv_transpose2d_matches_reference_at_awkward_sizes(case, dtype):
+    check_case(cconv, case, dtype)
+
+
+@pytest.mark.parametrize("case", cases.conv_transpose2d_product_grid(), ids=str)
+@pytest.mark.parametrize("dtype", DTYPES, ids=lambda d: np.dtype(d).name)
+def test_conv_transpose2d_matches_reference_over_stride_padding_output_padding(case, dtype):
+    check_case(cconv, case, dtype)
+
+
+@pytest.mark.parametrize("size,k,s,p,op,d", [
+    (1, 1, 1, 0, 0, 1), (5, 3, 2, 1, 1, 1), (4, 4, 2, 1, 0, 1), (3, 2, 3, 0, 2, 1),
+    (3, 3, 1, 0, 1, 2), (7, 5, 3, 2, 2, 2), (2, 16, 8, 4, 0, 1),
+])
+def test_conv_transpose2d_output_size_formula(size, k, s, p, op, d):
+    x = np.ones((1, 2, size, size + 1))
+    w = np.ones((2, 3, k, k))
+    out = cconv.conv_transpose2d(x, w, stride=s, padding=p, output_padding=op, dilation=d)
+    expect = [(n - 1) * s - 2 * p + d * (k - 1) + op + 1 for n in (size, size + 1)]
+    assert out.shape == (1, 3, *expect)
+
+
+@pytest.mark.parametrize("s,p,d,g", [(1, 0, 1, 1), (2, 1, 1, 1), (3, 2, 2, 1), (2, 1, 1, 3),
+                                     ((2, 3), (1, 0), (1, 2), 2)])
+def test_conv_transpose2d_is_adjoint_of_conv2d(s, p, d, g):
+    # <conv2d(x, w), y> == <x, conv_transpose2d(y, w)> for the same stride/padding/dilation.
+    rng = np.random.default_rng(7)
+    x = rng.standard_normal((2, 3 * g, 11, 10))
+    w = rng.standard_normal((2 * g, 3, 3, 4))
+    y = cconv.conv2d(x, w, stride=s, padding=p, dilation=d, groups=g)
+    y = rng.standard_normal(y.shape)
+    xt = cconv.conv_transpose2d(y, w, stride=s, padding=p, groups=g, dilation=d)
+    # The transposed output may be shorter than x by the strided remainder: pad it back.
+    op = [x.shape[2 + a] - xt.shape[2 + a] for a in (0, 1)]
+    assert all(0 <= v < 4 for v in op)
+    xt = cconv.conv_transpose2d(y, w, stride=s, padding=p, output_padding=tuple(op),
+                                groups=g, dilation=d)
+    lhs = np.vdot(cconv.conv2d(x, w, stride=s, padding=p, dilation=d, groups=g), y)
+    rhs = np.vdot(x, xt)
+    assert abs(lhs - rhs) <= 1e-10 * (abs(lhs) + np.abs(x).sum())
