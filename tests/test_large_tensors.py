@@ -4,18 +4,20 @@ All kernel index arithmetic is Py_ssize_t; a 32-bit intermediate anywhere would 
 for these layers. Each layer's *output* has more than 2**31 elements (the last layer's
 *input* has), and a sample of outputs -- random ones, the ones around flat index 2**31
 and the last one -- is checked against a float64 sum computed from the definition.
-Needs about 10 GiB of free memory (one 8.6 GB tensor alive at a time) and a few minutes
+The opt-in tests need about 10 GiB of free memory (one 8.6 GB tensor alive at a time) and a few minutes
 on two cores.
 """
 
 import os
+import re
+from pathlib import Path
 
 import numpy as np
 import pytest
 
 import cconv
 
-pytestmark = pytest.mark.skipif(
+large = pytest.mark.skipif(
     os.environ.get("CCONV_LARGE_TESTS", "") in ("", "0"),
     reason="set CCONV_LARGE_TESTS=1 to run the >2**31-element tests (about 10 GiB)")
 
@@ -77,6 +79,7 @@ def _check(out, expected_at):
     return worst
 
 
+@large
 def test_conv2d_output_past_2_31():
     x = _random((1, 2, SIDE, SIDE), 1)
     w, b = _random((64, 2, 3, 3), 2), _random(64, 3)
@@ -85,6 +88,7 @@ def test_conv2d_output_past_2_31():
     _check(out, lambda n, c, i, j: _conv_at(x, w, b, (1, 1), (1, 1), (1, 1), 1, n, c, i, j))
 
 
+@large
 def test_depthwise_multiplier_output_past_2_31():
     x = _random((1, 2, SIDE, SIDE), 4)
     w = _random((64, 1, 3, 3), 5)
@@ -93,6 +97,7 @@ def test_depthwise_multiplier_output_past_2_31():
     _check(out, lambda n, c, i, j: _conv_at(x, w, None, (1, 1), (2, 2), (2, 2), 2, n, c, i, j))
 
 
+@large
 def test_pointwise_output_past_2_31():
     x = _random((1, 2, SIDE, SIDE), 6)
     w = _random((64, 2), 7)
@@ -102,6 +107,7 @@ def test_pointwise_output_past_2_31():
     _check(out, lambda n, c, i, j: _conv_at(x, w4, None, (1, 1), (0, 0), (1, 1), 1, n, c, i, j))
 
 
+@large
 def test_conv_transpose2d_output_past_2_31():
     x = _random((1, 2, SIDE // 2, SIDE // 2), 8)
     w = _random((2, 64, 3, 3), 9)
@@ -110,6 +116,7 @@ def test_conv_transpose2d_output_past_2_31():
     _check(out, lambda n, c, i, j: _transpose_at(x, w, None, (2, 2), (1, 1), n, c, i, j))
 
 
+@large
 def test_conv2d_input_past_2_31():
     side = 46341  # 46341**2 = 2,147,488,281 > 2**31
     x = _random((1, 1, side, side), 10)
@@ -122,3 +129,42 @@ def test_conv2d_input_past_2_31():
     for idx in samples:
         want = _conv_at(x, w, None, (16, 16), (1, 1), (1, 1), 1, *idx)
         assert abs(float(out[idx]) - want) <= 1e-4 * (1 + abs(want)), idx
+
+
+# ----------------------------------------------------------------------------------
+# Always run: the kernels' C integer declarations. Every index, extent and offset must be
+# Py_ssize_t; a C ``int`` is allowed only for these names (flags, thread and group
+# counts, the OpenMP API, memset's fill byte).
+
+INT_ALLOWED = {"n_threads", "failed", "failed_flag", "valid", "any_valid", "status",
+               "groups", "run_problem", "c", "omp_get_max_threads", "omp_get_thread_num",
+               "omp_get_num_procs", "CCONV_OPENMP_ENABLED"}
+SOURCES = sorted((Path(cconv.__file__).resolve().parent).glob("*.p[yx][xd]"))
+
+
+def _c_int_names(text):
+    """Names declared with a C int/long/short type (``cdef int a, b`` and parameters)."""
+    names = []
+    for line in text.splitlines():
+        code = line.split("#", 1)[0]
+        for m in re.finditer(r"\b(?:unsigned\s+)?(?:int|long|short)\b(?!\s*\()\s*\*?\s*"
+                             r"([A-Za-z_]\w*)", code):
+            names.append(m.group(1))
+        decl = re.match(r"\s*cdef\s+(?:unsigned\s+)?(?:int|long|short)\b\s*\*?(.*)", code)
+        if decl and "(" not in decl.group(1):  # cdef int a, b = 0, c (not a function)
+            names += [part.split("=")[0].strip(" *") for part in decl.group(1).split(",")]
+    return [n for n in names if n and n not in TYPE_WORDS]
+
+
+TYPE_WORDS = {"int", "long", "short", "unsigned", "size_t", "Py_ssize_t", "const", "float",
+              "double", "floating", "bint", "void", "char"}
+
+
+def test_kernel_sources_use_64_bit_indices():
+    assert SOURCES, "no kernel sources found next to the package"
+    bad = {}
+    for path in SOURCES:
+        names = set(_c_int_names(path.read_text())) - INT_ALLOWED
+        if names:
+            bad[path.name] = sorted(names)
+    assert not bad, f"C int/long/short declarations that should be Py_ssize_t: {bad}"
