@@ -4,8 +4,9 @@ All kernel index arithmetic is Py_ssize_t; a 32-bit intermediate anywhere would 
 for these layers. Each layer's *output* has more than 2**31 elements (the last layer's
 *input* has), and a sample of outputs -- random ones, the ones around flat index 2**31
 and the last one -- is checked against a float64 sum computed from the definition.
-The opt-in tests need about 10 GiB of free memory (one 8.6 GB tensor alive at a time) and a few minutes
-on two cores.
+The opt-in tests need about 10 GiB of free memory (one 8.6 GB tensor alive at a time;
+peak resident ~9 GB) and took 85 s on two cores. Always run: a source check that the
+kernels declare no C ``int`` indices.
 """
 
 import os
