@@ -84,10 +84,12 @@ def _same(size, k, s, d):
 def _array(draw, rng, shape, dtype, layout):
     """Random values in [-1, 1) with the drawn memory layout (same values either way)."""
     a = rng.uniform(-1, 1, size=shape).astype(dtype)
-    if layout == "contiguous" or a.ndim < 2:
+    if layout == "contiguous" or (a.ndim < 2 and layout != "byteswapped"):
         return a
     if layout == "fortran":
         return np.asfortranarray(a)
+    if layout == "byteswapped":  # non-native byte order, same values
+        return a.astype(a.dtype.newbyteorder("S"))
     if layout == "strided":  # every other element of a larger buffer along the last axis
         big = np.zeros(shape[:-1] + (2 * shape[-1],), dtype)
         big[..., ::2] = a
@@ -136,7 +138,7 @@ def padding_and_size(draw, k, s, d, mode, allow_strings):
 
 OPS = ["conv2d", "conv_transpose2d", "depthwise_conv2d", "pointwise_conv2d",
        "separable_conv2d"]
-LAYOUTS = ["contiguous", "contiguous", "fortran", "strided", "swapped"]
+LAYOUTS = ["contiguous", "contiguous", "fortran", "strided", "swapped", "byteswapped"]
 
 
 @st.composite
@@ -200,13 +202,13 @@ def valid_case(draw, op=None):
     assume(macs <= MAX_MACS)
     x = _array(draw, rng, (N, C_in, H, W) if batched else (C_in, H, W), dtype, layout())
     w = _array(draw, rng, w_shape, dtype, layout())
-    b = _array(draw, rng, (b_len,), dtype, "contiguous") if has_bias else None
+    b = _array(draw, rng, (b_len,), dtype, layout()) if has_bias else None
     args = [x, w]
     if op == "separable_conv2d":
         C_out = draw(st.integers(1, 33))
         pw = _array(draw, rng, draw(st.sampled_from([(C_out, C_in * M), (C_out, C_in * M, 1, 1)])),
                     dtype, layout())
-        pw_b = _array(draw, rng, (C_out,), dtype, "contiguous") if draw(st.booleans()) else None
+        pw_b = _array(draw, rng, (C_out,), dtype, layout()) if draw(st.booleans()) else None
         args += [pw, b, pw_b]
     else:
         args.append(b)
