@@ -176,7 +176,6 @@ def valid_case(draw, op=None):
         op_pad = tuple(draw(st.integers(0, max(s[a], d[a]) - 1)) for a in (0, 1))
         passed, canon, (H, W) = draw(padding_and_size(k, s, d, "zeros", False))
         # output size >= 1 (the padding cannot crop everything away)
-        H = max(H, 1)
         for a, size in enumerate((H, W)):
             assume((size - 1) * s[a] - sum(canon[a]) + d[a] * (k[a] - 1) + 1 + op_pad[a] >= 1)
         kwargs.update(stride=s, padding=passed, output_padding=op_pad, dilation=d)
@@ -212,7 +211,18 @@ def valid_case(draw, op=None):
         args += [pw, b, pw_b]
     else:
         args.append(b)
+    # The int-pair arguments in every accepted spelling (the reference keeps the pairs).
+    for name in ("stride", "dilation", "output_padding"):
+        if name in kwargs:
+            kwargs[name] = draw(pair_form(kwargs[name]))
     return Case(op, dtype, args, kwargs, batched, ref)
+
+
+def pair_form(pair):
+    forms = [pair, list(pair), tuple(np.int64(v) for v in pair), np.array(pair)]
+    if pair[0] == pair[1]:
+        forms += [pair[0], np.int32(pair[0])]
+    return st.sampled_from(forms)
 
 
 def reference(case, absolute=False):
