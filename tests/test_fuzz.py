@@ -139,8 +139,8 @@ N_THREADS_REPRO = ("python -c \"import numpy as np, cconv; cconv.conv2d(np.ones(
 OPENMP = cconv.build_config()["openmp"]
 
 
-@pytest.mark.parametrize("op", ["conv2d", "conv_transpose2d", "depthwise_conv2d",
-                                "pointwise_conv2d", "separable_conv2d"])
+# One op per kernel entry (implicit GEMM, transposed phases, depthwise).
+@pytest.mark.parametrize("op", ["conv2d", "conv_transpose2d", "depthwise_conv2d"])
 @pytest.mark.parametrize("n_threads", [
     # Without OpenMP the thread count is ignored and these two run (correctly).
     pytest.param(100_000, marks=pytest.mark.xfail(OPENMP, strict=True, reason=N_THREADS_REPRO)),
@@ -162,7 +162,7 @@ STRIDE_REPRO = ("cconv.conv2d(np.ones((1,2,5,5),'f4'), np.ones((3,2,3,3),'f4'), 
     pytest.param(op, marks=pytest.mark.xfail(strict=True, reason=STRIDE_REPRO))
     for op in ["conv2d", "depthwise_conv2d", "pointwise_conv2d", "separable_conv2d"]
 ] + ["conv_transpose2d"])
-@pytest.mark.parametrize("stride", [2**63, 2**64])
+@pytest.mark.parametrize("stride", [2**63])
 def test_huge_stride_is_refused_or_runs_correctly(op, stride):
     # A stride past the input gives a 1x1 output (equal to stride = H); refusing is fine too.
     _accept_or_refuse(op, "stride", stride, 10**6)
@@ -172,13 +172,17 @@ def test_huge_stride_is_refused_or_runs_correctly(op, stride):
                                          ("dilation", 2**62), ("dilation", 2**63),
                                          ("groups", 2**63), ("output_padding", 2**63)])
 def test_huge_integers_elsewhere_are_refused(name, value):
-    ops = {"output_padding": ["conv_transpose2d"], "groups": ["conv2d", "conv_transpose2d"]}
-    for op in ops.get(name, ["conv2d", "depthwise_conv2d"]):
-        code = ACCEPT.replace("OP", repr(op)).replace("NAME", repr(name)).replace(
-            "VALUE", repr(value)).replace("REFERENCE", "None")
-        run = _child(code)
-        assert run.returncode == 0 and "refused" in run.stdout, \
-            f"{op}: {_describe(run.returncode)}\n{run.stderr[-3000:]}"
+    x = np.ones((1, 2, 5, 5), np.float32)
+    weights = {cconv.conv2d: np.ones((3, 2, 3, 3), np.float32),
+               cconv.conv_transpose2d: np.ones((2, 3, 3, 3), np.float32),
+               cconv.depthwise_conv2d: np.ones((2, 1, 3, 3), np.float32)}
+    for fn, w in weights.items():
+        fn(x, w)  # valid as it stands: only the huge value below is wrong
+    calls = {"output_padding": [cconv.conv_transpose2d],
+             "groups": [cconv.conv2d, cconv.conv_transpose2d]}
+    for fn in calls.get(name, [cconv.conv2d, cconv.depthwise_conv2d]):
+        with pytest.raises(ValueError):
+            fn(x, weights[fn], **{name: value})
 
 
 def test_fuzz_reference_self_check():
