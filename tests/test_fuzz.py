@@ -33,8 +33,8 @@ LONG = os.environ.get("CCONV_FUZZ_LONG", "") not in ("", "0")
 
 def _describe(returncode):
     if returncode < 0:
-        return f"the fuzzing process was killed by {signal.Signals(-returncode).name}"
-    return f"the fuzzing process exited with status {returncode}"
+        return f"the child process was killed by {signal.Signals(-returncode).name}"
+    return f"the child process exited with status {returncode}"
 
 
 def _run_fuzz(examples, random_seed, count_file, timeout):
@@ -131,8 +131,9 @@ def _accept_or_refuse(op, name, value, reference):
 
 N_THREADS_REPRO = ("python -c \"import numpy as np, cconv; cconv.conv2d(np.ones((1,2,5,5),'f4'), "
                    "np.ones((3,2,3,3),'f4'), n_threads=100000)\"  -> segfault (exit -11); "
-                   "n_threads=2**31-1 -> libgomp 'Out of memory allocating 481036338272 bytes', "
-                   "abort; n_threads=2**31 -> OverflowError from the kernel's `int n_threads`. "
+                   "n_threads=2**31-1 -> libgomp 'Out of memory allocating 481036338272 bytes' "
+                   "and the interpreter exits(1); n_threads=2**31 -> OverflowError from the "
+                   "kernel's `int n_threads`. "
                    "Validate an upper bound (or cap at the work items) in _threads.resolve")
 
 
