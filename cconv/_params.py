@@ -72,17 +72,25 @@ def _fmt_shape(shape) -> str:
     return "[" + ", ".join(str(int(d)) for d in shape) + "]"
 
 
+# Sizes, strides and paddings are C Py_ssize_t in the kernels, and any geometry needing
+# more than 2**31 cells along one axis is a mistake, not a layer: refuse it up front.
+MAX_ARGUMENT = 2**31 - 1
+
+
 def _as_int(value, name: str) -> int:
-    if type(value) is int:  # the common case, without the slow ABC check
-        return value
-    if isinstance(value, bool) or not isinstance(value, numbers.Integral):
-        raise TypeError(f"{name} must be an int or a pair of ints, got {value!r}")
-    return int(value)
+    if type(value) is not int:
+        if isinstance(value, bool) or not isinstance(value, numbers.Integral):
+            raise TypeError(f"{name} must be an int or a pair of ints, got {value!r}")
+        value = int(value)
+    if not -MAX_ARGUMENT <= value <= MAX_ARGUMENT:
+        raise ValueError(f"{name}={value} is out of range: each value must lie within "
+                         f"+-{MAX_ARGUMENT}")
+    return value
 
 
 def as_pair(value, name: str) -> Pair:
     """An int or a length-2 sequence of ints, as a pair."""
-    if type(value) is int:
+    if type(value) is int and -MAX_ARGUMENT <= value <= MAX_ARGUMENT:
         return (value, value)
     if isinstance(value, (tuple, list, np.ndarray)):
         items = list(value)
@@ -104,7 +112,7 @@ def _positive_pair(value, name: str) -> Pair:
 def normalize_padding(padding, kernel: Pair, stride: Pair, dilation: Pair, input_hw: Pair,
                       allow_strings: bool = True) -> Padding2d:
     """((top, bottom), (left, right)) from an int, a pair, 'valid', 'same' or nested pairs."""
-    if type(padding) is int and padding >= 0:
+    if type(padding) is int and 0 <= padding <= MAX_ARGUMENT:
         return ((padding, padding), (padding, padding))
     if isinstance(padding, str):
         if not allow_strings:

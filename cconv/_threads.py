@@ -19,6 +19,12 @@ from cconv import _runtime
 
 _lock = threading.Lock()
 _process_default: int | None = None
+# num_threads() blocks are per Python thread: two threads' blocks may interleave freely.
+_local = threading.local()
+
+# More OpenMP threads than this is a mistake (libgomp tries to allocate their stacks and
+# dies); the kernels also never use more threads than they have work items.
+MAX_THREADS = 4096
 
 
 @functools.lru_cache(maxsize=1)
@@ -56,9 +62,11 @@ def resolve(n_threads) -> int:
     """The concrete thread count for one call (>= 1)."""
     if n_threads is None:
         return get_num_threads()
-    if type(n_threads) is int and n_threads > 0:
+    if type(n_threads) is int and 0 < n_threads <= MAX_THREADS:
         return n_threads
     n = _check_count(n_threads, "n_threads")
+    if n > MAX_THREADS:
+        raise ValueError(f"n_threads={n} is more than cconv supports (at most {MAX_THREADS})")
     if n > 0:
         return n
     cores = usable_cores()
@@ -71,7 +79,11 @@ def resolve(n_threads) -> int:
 
 
 def get_num_threads() -> int:
-    """The process-wide default thread count used when ``n_threads=None``."""
+    """The default thread count used when ``n_threads=None``: this thread's
+    :func:`num_threads` block if inside one, else the process-wide default."""
+    local = getattr(_local, "value", None)
+    if local is not None:
+        return local
     if _process_default is not None:
         return _process_default
     if not _runtime.openmp_enabled():
@@ -89,14 +101,12 @@ def set_num_threads(n_threads) -> None:
 
 @contextlib.contextmanager
 def num_threads(n_threads):
-    """Context manager: the process default is ``n_threads`` inside the block."""
-    global _process_default
+    """Context manager: inside the block, calls from *this* Python thread default to
+    ``n_threads`` (None: the process default). Other threads are not affected."""
     value = None if n_threads is None else resolve(n_threads)
-    with _lock:
-        previous = _process_default
-        _process_default = value
+    previous = getattr(_local, "value", None)
+    _local.value = value
     try:
-        yield value if value is not None else get_num_threads()
+        yield get_num_threads()
     finally:
-        with _lock:
-            _process_default = previous
+        _local.value = previous

@@ -130,12 +130,8 @@ def test_same_arrays_shared_by_all_threads_are_not_modified(expected):
         assert np.array_equal(globals()[name], arr), f"{name} was modified"
 
 
-@pytest.mark.xfail(strict=True, reason=(
-    "cconv.num_threads is a context manager over one process-wide default: when two "
-    "threads' blocks interleave (A enters num_threads(2), B enters num_threads(3), A exits, "
-    "B exits) the default is left at 2 instead of restored; A's exit also changes the "
-    "count B's block sees. Make the context manager thread-local (or document it as "
-    "process-wide and not for use from several threads)"))
+# Regression: num_threads blocks were process-wide and interleaved blocks in two
+# threads corrupted each other; they are per Python thread now.
 def test_num_threads_context_in_two_threads_restores_the_default():
     original = cconv.get_num_threads()
     a_in, b_in, a_out = threading.Event(), threading.Event(), threading.Event()

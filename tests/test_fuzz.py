@@ -143,11 +143,9 @@ OPENMP = cconv.build_config()["openmp"]
 # One op per kernel entry (implicit GEMM, transposed phases, depthwise).
 @pytest.mark.parametrize("op", ["conv2d", "conv_transpose2d", "depthwise_conv2d"])
 @pytest.mark.parametrize("n_threads", [
-    # Without OpenMP the thread count is ignored and these two run (correctly).
-    pytest.param(100_000, marks=pytest.mark.xfail(OPENMP, strict=True, reason=N_THREADS_REPRO)),
-    pytest.param(2**31 - 1, marks=pytest.mark.xfail(OPENMP, strict=True, reason=N_THREADS_REPRO)),
-    pytest.param(2**31, marks=pytest.mark.xfail(strict=True, reason=N_THREADS_REPRO)),
-    pytest.param(2**63, marks=pytest.mark.xfail(strict=True, reason=N_THREADS_REPRO)),
+    # Once crashed the interpreter (segfault, libgomp out of memory) or raised
+    # OverflowError; now refused with ValueError by _threads.resolve.
+    100_000, 2**31 - 1, 2**31, 2**63,
 ])
 def test_huge_n_threads_is_refused_or_runs_correctly(op, n_threads):
     _accept_or_refuse(op, "n_threads", n_threads, 1)
@@ -159,10 +157,9 @@ STRIDE_REPRO = ("cconv.conv2d(np.ones((1,2,5,5),'f4'), np.ones((3,2,3,3),'f4'), 
                 "depthwise/pointwise/separable. _params should bound stride/dilation/padding")
 
 
-@pytest.mark.parametrize("op", [
-    pytest.param(op, marks=pytest.mark.xfail(strict=True, reason=STRIDE_REPRO))
-    for op in ["conv2d", "depthwise_conv2d", "pointwise_conv2d", "separable_conv2d"]
-] + ["conv_transpose2d"])
+# Regression (was OverflowError): see STRIDE_REPRO
+@pytest.mark.parametrize("op", ["conv2d", "depthwise_conv2d", "pointwise_conv2d",
+                                "separable_conv2d", "conv_transpose2d"])
 @pytest.mark.parametrize("stride", [2**63])
 def test_huge_stride_is_refused_or_runs_correctly(op, stride):
     # A stride past the input gives a 1x1 output (equal to stride = H); refusing is fine too.

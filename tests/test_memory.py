@@ -231,14 +231,8 @@ def test_depthwise_scratch_is_one_padded_plane_per_thread():
     assert growth <= 2 * PLANE + 8 * 2**20, f"{growth / 2**20:.1f} MiB"
 
 
-@pytest.mark.xfail(strict=True, reason=(
-    "depthwise_forward allocates a padded plane in every thread of the parallel region "
-    "even when there are fewer (image, channel) planes than threads: "
-    "cconv.depthwise_conv2d(np.ones((1,1,3000,3000),'f4'), np.ones((1,1,3,3),'f4'), "
-    "padding=1, n_threads=8) touches 8 x 36 MB of scratch for one plane. Cap the thread "
-    "count at the number of work items (STYLE.md point 7)"))
+# Regression: every thread of the team used to allocate a plane even with one plane of
+# work; the thread count is now capped at the work items.
 def test_depthwise_scratch_is_capped_by_the_work_items():
-    if not cconv.build_config()["openmp"]:
-        pytest.xfail("built without OpenMP: one thread, nothing to cap")
     growth = _scratch_growth(8)
     assert growth <= 2 * PLANE + 8 * 2**20, f"{growth / 2**20:.1f} MiB"

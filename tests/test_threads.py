@@ -7,7 +7,7 @@ import sys
 import pytest
 
 import cconv
-from cconv import _threads
+from cconv import _runtime, _threads
 
 
 def test_resolve_semantics():
@@ -23,15 +23,19 @@ def test_resolve_semantics():
 
 
 def test_set_and_get_num_threads_and_reset():
-    before = cconv.get_num_threads()
+    previous = _threads._process_default  # other tests may have set one: restore it
     try:
         cconv.set_num_threads(3)
         assert cconv.get_num_threads() == 3
         cconv.set_num_threads(-1)
         assert cconv.get_num_threads() == _threads.usable_cores()
-    finally:
         cconv.set_num_threads(None)
-    assert cconv.get_num_threads() == before
+        # Unset, the default is OpenMP's (OMP_NUM_THREADS, threadpoolctl) capped at the cores.
+        openmp_default = (min(_runtime.omp_max_threads(), _threads.usable_cores())
+                          if _runtime.openmp_enabled() else 1)
+        assert cconv.get_num_threads() == max(1, openmp_default)
+    finally:
+        _threads._process_default = previous
     with pytest.raises(ValueError):
         cconv.set_num_threads(0)
 
