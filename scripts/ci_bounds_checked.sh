@@ -47,8 +47,10 @@ else
     # Kernel tests: every test module that runs kernels on many shapes. Modules that
     # do not exist (yet) on this branch are skipped.
     args=()
-    for t in tests/test_fuzz.py tests/test_concurrency.py tests/test_numerics*.py \
-             tests/test_kernels*.py tests/test_params.py tests/test_threads.py; do
+    for t in tests/test_conv2d.py tests/test_conv_transpose2d.py tests/test_depthwise.py \
+             tests/test_pointwise.py tests/test_separable.py tests/test_layouts_and_threads.py \
+             tests/test_layers.py tests/test_fuzz.py tests/test_concurrency.py \
+             tests/test_params.py tests/test_threads.py; do
         [ -f "$t" ] && args+=("$t")
     done
 fi
