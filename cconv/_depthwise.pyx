@@ -12,10 +12,12 @@ Design note
   ``(H + top + bottom) x (W + left + right)``; the border is zeroed once when the
   buffer is allocated and only the interior is rewritten per item. The inner loops
   therefore have no bounds checks and no branches.
-* Inner loop: one output row at a time, accumulated in place (it stays in L1); for a
-  given kernel row the ``kw`` taps are applied in one pass over the row with their
-  weights hoisted, so the loop over output columns vectorises (unit stride reads for
-  stride 1; strided reads otherwise).
+* Inner loop (row kernels shared with the separable kernel, ``_dwrows.pxd``): a 3x3
+  kernel computes each output row in one pass with its nine weights hoisted into
+  scalars (stride 2 reads ``a[2j]``, ``a[2j+1]`` directly); other kernels sum their taps
+  into a 4 x 16-lane register block before storing it. Planes narrower than a block run
+  as one flattened span over the padded plane (rows of pitch W + left + right), whose
+  valid columns are then copied out.
 * Determinism: each output element is bias + taps in (kh, kw) order, whatever the
   thread count.
 """

@@ -11,9 +11,12 @@ whole (no im2col buffer): positions are processed in tiles of ``NR`` (32 float32
 straight from the unpadded input.
 
 * Layout: NCHW input and output. ``A`` is the weight tensor itself, read in place
-  (never repacked, so a call has no per-call weight preparation): element ``(m, k)``
-  of a group is at ``w_group + m * lda + aoff[k]``, with ``k = tap * C_in_per_group + c``
-  (tap-major, so every tap is a contiguous run of k) and ``aoff`` a small table.
+  (no per-call weight preparation): element ``(m, k)`` of a group is at
+  ``w_group + m * lda + aoff[k]``, with ``k = tap * C_in_per_group + c`` (tap-major, so
+  every tap is a contiguous run of k) and ``aoff`` a small table. The one exception is
+  a transposed conv with a kernel larger than 2x2, whose (C_in, C_out, kh, kw) layout
+  puts consecutive output channels a cache line apart: its weights are first gathered
+  into rows of contiguous k.
 * Micro-kernel: an ``MR x NR`` accumulator tile held in 16 zmm registers; per k, eight
   broadcasts from eight weight rows and two loads of the packed ``B`` row; innermost
   loop over the NR columns.
@@ -24,14 +27,16 @@ straight from the unpadded input.
 * Positions live on a grid ``(Hg, Wg)``; tap ``t`` of grid point ``(i, j)`` reads input
   ``(i * sy + dy[t], j * sx + dx[t])`` and the result goes to output offset
   ``dst0 + i * drs + j * dcs``. A standard conv is one grid (the output) with
-  ``dy = kh * dilation - pad``. A transposed conv is split into ``stride_h * stride_w``
+  ``dy = kh * dilation - pad``. A strided conv first splits its input into phase
+  planes (``x[c, a::sh, b::sw]``) and becomes a unit-stride conv over them, so the
+  packer only copies contiguous runs. A transposed conv is split into ``stride_h * stride_w``
   phases (sub-pixel decomposition): output pixels of one phase see a fixed subset of
   taps at unit stride, so the transposed conv is a *gather* per output pixel, with no
   zero-inserted input and no racing scatter.
 * Padding strategy: none materialised. For each (tile, tap) the packer computes the
   row segments that fall inside the input and writes zeros elsewhere; a K-block whose
   taps all lie wholly in the padding for the whole tile is skipped (large dilations).
-* Parallel axis: one flat list of work items ``(image, group, m-chunk, tile)``,
+* Parallel axis: one flat list of work items ``(image, group, m-chunk, positions)``,
   distributed statically, fine-grained; each item writes a disjoint set of outputs.
   The summation order of every output element is fixed by the k order alone, so the
   bits do not depend on the thread count.
@@ -43,8 +48,7 @@ from cython cimport floating
 from cython.parallel cimport prange, parallel
 
 from cconv._common cimport scratch_alloc, free, floor_div, ceil_div, effective_threads
-from cconv._microkernel cimport (MR, NR_F32, NR_F64, microkernel_8x32_f32,
-                                microkernel_8x16_f64)
+from cconv._microkernel cimport MR, NR_F32, NR_F64, microkernel
 
 cnp.import_array()
 
@@ -65,7 +69,8 @@ cdef struct Problem:
     Py_ssize_t C_out_img     # output channels per image
     Py_ssize_t out_plane     # H_out * W_out
     Py_ssize_t n_mblocks     # ceil(M / MR)
-    Py_ssize_t lda           # weight stride between output channels of a group
+    Py_ssize_t lda           # weight stride between output channels of a block
+    Py_ssize_t mb_stride     # weight stride between blocks of MR output channels
     Py_ssize_t w_group       # weight stride between groups
     Py_ssize_t sy, sx        # grid-to-input strides
     const Py_ssize_t* aoff   # weight offset of every k (all phases' taps x Cg)
@@ -249,18 +254,13 @@ cdef void run_item(const Problem* P, const floating* x_img, floating* out_img,
                     # Every tap of this K-block reads only padding for this tile: the
                     # products are 0 * w, which is 0 unless w is NaN or Inf (IEEE).
                     if nonfinite < 0:
-                        nonfinite = block_has_nonfinite(w_group + mb * MR * P.lda, P.lda,
+                        nonfinite = block_has_nonfinite(w_group + mb * P.mb_stride, P.lda,
                                                         rows, P.aoff + k, kc)
                     if not nonfinite:
                         continue
-                if floating is float:
-                    microkernel_8x32_f32(kc, w_group + mb * MR * P.lda, P.lda, rows,
-                                         P.aoff + k, bpanel + tile * KC * nr, nr,
-                                         cbuf + ((mb - mb0) * ntiles + tile) * tile_block)
-                else:
-                    microkernel_8x16_f64(kc, w_group + mb * MR * P.lda, P.lda, rows,
-                                         P.aoff + k, bpanel + tile * KC * nr, nr,
-                                         cbuf + ((mb - mb0) * ntiles + tile) * tile_block)
+                microkernel(kc, w_group + mb * P.mb_stride, P.lda, rows, P.aoff + k,
+                            bpanel + tile * KC * nr, nr,
+                            cbuf + ((mb - mb0) * ntiles + tile) * tile_block)
         k = kb_end
 
     # Scatter the item's tiles to their output positions.
@@ -364,28 +364,32 @@ def positions_per_tile(dtype):
 
 
 def plan_work(phase_positions, Py_ssize_t n_mblocks, Py_ssize_t n_images, Py_ssize_t nr,
-              int n_threads):
+              int n_threads, double weight_bytes=0):
     """Split the positions of every phase into work items and pick the m-chunk size.
 
     Returns (work, mb_per_chunk): work rows are (phase, first position, positions).
-    Items hold up to NC positions and MAX_CHUNK_ROWS output channels; both shrink
-    (positions to one tile, channels to two blocks) until every thread has about eight
-    items, since coarse items lost 20% to imbalance at 2 threads. Neither choice changes
-    any result: each output's sum runs over k in the same order.
+    Items hold up to NC positions and MAX_CHUNK_ROWS output channels. With several
+    threads both shrink (positions to one tile, channels to two blocks) until every
+    thread has about four items, since coarse items lost 20% to imbalance at 2 threads.
+    Which shrinks first depends on the weights: every item streams its chunk of them,
+    so large weights split channels (more B packing) before positions (more weight
+    traffic). Neither choice changes any result: each output's sum runs over k in the
+    same order.
     """
     per_chunk = max(1, min(n_mblocks, MAX_CHUNK_ROWS // MR))
     tiles_per_item = NC // nr
-    target = 8 * n_threads
+    target = 1 if n_threads <= 1 else 4 * n_threads
+    channels_first = weight_bytes > 512 * 1024
 
     def count(tiles, chunk):
         items_per_image = sum(-(-p // (tiles * nr)) for p in phase_positions)
         return n_images * items_per_image * (-(-n_mblocks // chunk))
 
     while count(tiles_per_item, per_chunk) < target and (tiles_per_item > 1 or per_chunk > 2):
-        if tiles_per_item > 1:
-            tiles_per_item //= 2
-        else:
+        if per_chunk > 2 and (channels_first or tiles_per_item == 1):
             per_chunk = (per_chunk + 1) // 2
+        else:
+            tiles_per_item //= 2
     step = tiles_per_item * nr
     rows = []
     for phase, n_pos in enumerate(phase_positions):
@@ -400,7 +404,7 @@ class Plan:
 
     __slots__ = ("N", "C_in", "H", "W", "G", "M", "out_plane", "sy", "sx", "lda",
                  "w_group", "aoff", "tap_dy", "tap_dx", "phase_cols", "positions", "_work",
-                 "repack", "packed", "tap_base", "polyphase", "Cg")
+                 "repack", "packed", "tap_base", "polyphase", "Cg", "mb_stride")
 
     def __init__(self, N, C_in, H, W, G, M, out_plane, sy, sx, lda, w_group, aoff, tap_dy,
                  tap_dx, phases, repack=None, tap_base=None, polyphase=None, Cg=None):
@@ -410,9 +414,11 @@ class Plan:
         self.Cg = C_in // G if Cg is None else Cg
         self.out_plane, self.sy, self.sx, self.lda, self.w_group = out_plane, sy, sx, lda, w_group
         self.aoff = np.ascontiguousarray(aoff, dtype=np.intp)
-        # A weight layout whose rows are far apart for consecutive k (the transposed
-        # conv's (C_in, C_out, kh, kw)) would make every k touch eight new cache lines:
-        # such a plan first gathers the weights into rows of contiguous k.
+        self.mb_stride = MR * lda
+        # Weights that would be read in place with poor locality (see the plan builders)
+        # are first packed as [group][block of MR channels][k][MR]: the micro-kernel then
+        # reads one contiguous stream (eight weight rows a multiple of 4 KiB apart would
+        # also fight over the same L1 sets).
         self.repack = None
         self.packed = None
         if repack is not None:
@@ -421,8 +427,9 @@ class Plan:
             self.repack = (np.ascontiguousarray(tap_off, dtype=np.intp), chan_stride, lda,
                            w_group)
             K = len(self.aoff)
-            self.aoff = np.arange(K, dtype=np.intp)
-            self.lda, self.w_group = K, M * K
+            n_mblocks = (M + MR - 1) // MR
+            self.aoff = np.arange(K, dtype=np.intp) * MR
+            self.lda, self.mb_stride, self.w_group = 1, K * MR, n_mblocks * K * MR
         self.tap_dy = np.ascontiguousarray(tap_dy, dtype=np.intp)
         self.tap_dx = np.ascontiguousarray(tap_dx, dtype=np.intp)
         self.tap_base = np.ascontiguousarray(
@@ -444,7 +451,8 @@ class Plan:
             macs = float(self.N) * self.G * self.M * self.out_plane * max(len(self.aoff), 1)
             threads = effective_threads(n_threads, self.N * self.G * sum(self.positions) // nr + 1,
                                         macs)
-            work, per_chunk = plan_work(self.positions, n_mblocks, self.N * self.G, nr, threads)
+            work, per_chunk = plan_work(self.positions, n_mblocks, self.N * self.G, nr, threads,
+                                        float(self.G) * self.M * len(self.aoff) * 4)
             cached = self._work[key] = (work, per_chunk, threads)
         return cached
 
@@ -474,6 +482,7 @@ def execute(plan, work_plan, const floating[::1] x, floating[::1] out,
     P.out_plane = plan.out_plane
     P.n_mblocks = (P.M + MR - 1) // MR
     P.lda = plan.lda
+    P.mb_stride = plan.mb_stride
     P.w_group = plan.w_group
     P.sy = plan.sy
     P.sx = plan.sx
@@ -506,35 +515,48 @@ def execute(plan, work_plan, const floating[::1] x, floating[::1] out,
         raise MemoryError("cconv: could not allocate per-thread scratch memory")
 
 
-def _repack_rows(const floating[::1] w, const Py_ssize_t[::1] tap_off, Py_ssize_t chan_stride,
+def _pack_blocks(const floating[::1] w, const Py_ssize_t[::1] tap_off, Py_ssize_t chan_stride,
                  Py_ssize_t src_lda, Py_ssize_t src_group, Py_ssize_t G, Py_ssize_t M,
                  Py_ssize_t Cg, int n_threads):
-    """packed[(g*M + m)*K + t*Cg + c] = w[g*src_group + m*src_lda + c*chan_stride + tap_off[t]].
+    """packed[((g*nmb + mb)*K + t*Cg + c)*MR + i] = w[g*src_group + (mb*MR + i)*src_lda
+    + c*chan_stride + tap_off[t]], zero for channels past M.
 
-    Parallel over blocks of 8 rows; for each input channel the block's source values
-    (8 rows x T taps) are one short contiguous run, and each destination cache line is
-    filled by consecutive channels while it is still in L2.
+    Parallel over blocks of MR output channels. Within a block, input channels go in
+    groups of 16: their source values (MR channels x 16 inputs x T taps, a few KiB)
+    stay in L1 while every tap's destination run (16 x MR values) is written in order.
+    (Writing tap by tap per input channel instead put T writes 16 KiB apart: one L1 set,
+    thrashing.)
     """
     cdef Py_ssize_t T = tap_off.shape[0], K = T * Cg
-    cdef Py_ssize_t n_blocks = (M + 7) // 8, blk, g, m0, m1, m, c, t, src, dst
-    packed_arr = np.empty(G * M * K, dtype=np.float32 if floating is float else np.float64)
-    cdef floating[::1] packed = packed_arr
+    cdef Py_ssize_t n_blocks = (M + MR - 1) // MR, blk, g, mb, m, i, c, c0, c1, t, rows
+    packed_arr = np.zeros(G * n_blocks * K * MR,
+                          dtype=np.float32 if floating is float else np.float64)
+    cdef floating[::1] packed_view = packed_arr
     if K == 0 or G * M == 0:
         return packed_arr
+    cdef floating* packed = &packed_view[0]
+    cdef const floating* src = &w[0]
+    cdef const Py_ssize_t* toff = &tap_off[0]
+    cdef floating* dst
+    cdef const floating* row
     n_threads = effective_threads(n_threads, G * n_blocks, <double> G * M * K / 8)
     with nogil:
         for blk in prange(G * n_blocks, schedule="static", num_threads=n_threads):
             g = blk // n_blocks
-            m0 = (blk - g * n_blocks) * 8
-            m1 = m0 + 8
-            if m1 > M:
-                m1 = M
-            for c in range(Cg):
-                for m in range(m0, m1):
-                    src = g * src_group + m * src_lda + c * chan_stride
-                    dst = (g * M + m) * K + c
-                    for t in range(T):
-                        packed[dst + t * Cg] = w[src + tap_off[t]]
+            mb = blk - g * n_blocks
+            rows = M - mb * MR
+            if rows > MR:
+                rows = MR
+            for c0 in range(0, Cg, 16):
+                c1 = c0 + 16
+                if c1 > Cg:
+                    c1 = Cg
+                for t in range(T):
+                    dst = packed + (blk * K + t * Cg) * MR
+                    for c in range(c0, c1):
+                        for i in range(rows):
+                            row = src + g * src_group + (mb * MR + i) * src_lda + c * chan_stride
+                            dst[c * MR + i] = row[toff[t]]
     return packed_arr
 
 
@@ -550,7 +572,7 @@ def run(plan, x, w, bias, out, int n_threads, bint weights_frozen=False):
             w_flat = plan.packed[1]
         else:
             tap_off, chan_stride, src_lda, src_group = plan.repack
-            w_flat = _repack_rows(w_flat, tap_off, chan_stride, src_lda, src_group, plan.G,
+            w_flat = _pack_blocks(w_flat, tap_off, chan_stride, src_lda, src_group, plan.G,
                                   plan.M, plan.Cg, n_threads)
             if weights_frozen:
                 plan.packed = (w, w_flat)
@@ -621,8 +643,16 @@ def conv2d_plan(x_shape, w_shape, out_shape, stride, padding, dilation, int grou
         polyphase = (sh, sw, used)
         C_img = len(used) * C_in
         sh = sw = 1
+    # Weights are read in place, k = (tap, channel): with several taps a weight row is
+    # read at a stride of kh*kw, and each tap's pass refetches its cache lines. That
+    # costs little while the weights stay in L2/L3 (measured: packing 2.4 MB of weights
+    # per call cost more than it saved); very large ones are packed first (once per
+    # call, or once per layer object).
+    repack = None
+    if KH * KW > 1 and C_out * lda * 4 > 4 * 1024 * 1024 and N * H_out * W_out >= 512:
+        repack = (tap_kh * KW + tap_kw, KH * KW)
     plan = Plan(N, C_img, H, W, groups, M, H_out * W_out, sh, sw, lda, M * lda, aoff, tap_dy,
-                tap_dx, phases, tap_base=tap_base, polyphase=polyphase, Cg=Cg)
+                tap_dx, phases, tap_base=tap_base, polyphase=polyphase, Cg=Cg, repack=repack)
     return plan
 
 
@@ -669,8 +699,14 @@ def conv_transpose2d_plan(x_shape, w_shape, out_shape, stride, padding, dilation
     # Weight element (m, tap, c) of group g: w[g*Cg + c, m, kh, kw].
     aoff = _weight_offsets(tap_kh, tap_kw, Cg, KW, M * KH * KW, KW)
     # Eight consecutive output channels of one tap lie KH*KW apart: up to 2x2 kernels
-    # they share one or two cache lines and the weights are read in place; larger
-    # kernels would touch a line per channel per k, so their rows are gathered first.
-    repack = (tap_kh * KW + tap_kw, M * KH * KW) if KH * KW > 4 else None
+    # they share one or two cache lines; larger kernels touch a line per channel per k,
+    # so their weights are packed first when that pays.
+    # Packing costs about as much as 64 uses of each weight; it pays off only when each
+    # weight is used far more often than that (measured: DCGAN's 4x4 -> 8x8 layer, 16
+    # uses per weight, ran 2x slower packed; its 32x32 -> 64x64 layer 1.3x faster).
+    repack = None
+    uses_per_weight = N * max(h * w for h, w, *_ in phases) if phases else 0
+    if KH * KW > 4 and uses_per_weight >= 128:
+        repack = (tap_kh * KW + tap_kw, M * KH * KW)
     return Plan(N, C_in, H, W, groups, M, H_out * W_out, 1, 1, KH * KW, Cg * M * KH * KW,
                 aoff, tap_dy, tap_dx, phases, repack=repack)

@@ -63,3 +63,16 @@ cdef inline void microkernel_8x16_f64(Py_ssize_t kc, const double* a0, Py_ssize_
             c[i * 16 + j] += acc[i][j]
 
 
+
+
+from cython cimport floating
+
+
+cdef inline void microkernel(Py_ssize_t kc, const floating* a0, Py_ssize_t lda,
+                             Py_ssize_t rows, const Py_ssize_t* aoff, const floating* b,
+                             Py_ssize_t ldb, floating* c) noexcept nogil:
+    """The micro-kernel of the dtype: 8x32 for float32, 8x16 for float64."""
+    if floating is float:
+        microkernel_8x32_f32(kc, a0, lda, rows, aoff, b, ldb, c)
+    else:
+        microkernel_8x16_f64(kc, a0, lda, rows, aoff, b, ldb, c)

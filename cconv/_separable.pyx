@@ -26,7 +26,7 @@ from cython.parallel cimport prange, parallel
 
 from cconv._common cimport scratch_alloc, free, memset, effective_threads
 from cconv._dwrows cimport dw_output_row
-from cconv._microkernel cimport MR, NR_F32, NR_F64, microkernel_8x32_f32, microkernel_8x16_f64
+from cconv._microkernel cimport MR, NR_F32, NR_F64, microkernel
 
 cdef enum:
     KC = 128          # mid channels per GEMM K-block
@@ -116,12 +116,8 @@ cdef void separable_item(const Sep* S, const floating* x_img, floating* out_img,
                 rows = MR
             for tile in range(ntiles):
                 cb = cbuf + ((mb - mb0) * ntiles + tile) * MR * nr
-                if floating is float:
-                    microkernel_8x32_f32(kc, pw_w + mb * MR * S.C_mid, S.C_mid, rows,
-                                         ident + kb, D + kb * ldd + tile * nr, ldd, cb)
-                else:
-                    microkernel_8x16_f64(kc, pw_w + mb * MR * S.C_mid, S.C_mid, rows,
-                                         ident + kb, D + kb * ldd + tile * nr, ldd, cb)
+                microkernel(kc, pw_w + mb * MR * S.C_mid, S.C_mid, rows, ident + kb,
+                            D + kb * ldd + tile * nr, ldd, cb)
         kb += kc
 
     # 3. The band is contiguous in every output plane.
@@ -141,19 +137,26 @@ cdef void separable_item(const Sep* S, const floating* x_img, floating* out_img,
 
 def _plan_bands(Py_ssize_t N, Py_ssize_t Ho, Py_ssize_t Wo, Py_ssize_t C_mid,
                 Py_ssize_t n_mblocks, Py_ssize_t nr, Py_ssize_t itemsize, int n_threads):
-    """(band rows, m-blocks per chunk): D fits its budget, every thread gets ~8 items."""
+    """(band rows, m-blocks per chunk): D fits its budget; with several threads, every
+    thread gets about four items, by splitting output channels first (an item then
+    recomputes its band's depthwise part, which is cheap) and bands only while a band
+    still holds four tiles."""
     cdef Py_ssize_t max_pos = max(nr, D_BYTES // (itemsize * C_mid))
     cdef Py_ssize_t band_rows = max(1, min(Ho, max_pos // Wo, -(-256 // Wo)))
     cdef Py_ssize_t per_chunk = n_mblocks
-    target = 8 * n_threads
+    target = 1 if n_threads <= 1 else 4 * n_threads
     while True:
         items = N * (-(-Ho // band_rows)) * (-(-n_mblocks // per_chunk))
         if items >= target:
             break
-        if band_rows > 1:
-            band_rows = (band_rows + 1) // 2
-        elif per_chunk > 2:
+        if per_chunk > 4:
             per_chunk = (per_chunk + 1) // 2
+        elif band_rows > 1 and (band_rows // 2) * Wo >= 4 * nr:
+            band_rows = (band_rows + 1) // 2
+        elif per_chunk > 1:
+            per_chunk = (per_chunk + 1) // 2
+        elif band_rows > 1:
+            band_rows = (band_rows + 1) // 2
         else:
             break
     return band_rows, per_chunk

@@ -1,8 +1,8 @@
 """The benchmark suite as data: loading, filtering, shapes and MAC counts.
 
-Pure Python and the standard library only, so that ``scripts/bench.py``, the
-pytest-benchmark suite in ``benchmarks/`` and the harness tests can all import it
-without a compiled ``cconv``, PyTorch or NumPy.
+Pure Python, so that ``scripts/bench.py``, the pytest-benchmark suite in
+``benchmarks/`` and the harness tests can all import it without PyTorch, NumPy or a
+compiled ``cconv`` (``cconv.shapes`` is pure Python and loads no kernels).
 
 A case is a plain dict, as stored in ``bench_suite.json``::
 
@@ -12,10 +12,7 @@ A case is a plain dict, as stored in ``bench_suite.json``::
 ``op`` is one of :data:`OPS`. Spatial parameters are ``[h, w]`` pairs and padding is
 symmetric (``[pad_h, pad_w]``), as in ``torch.nn.functional``.
 
-The output-size formulas below are the two textbook ones (torch's). They repeat
-``cconv/shapes.py`` on purpose: the harness must answer without importing the package
-(importing ``cconv`` loads its compiled kernels), and ``tests/test_bench_harness.py``
-checks the two agree whenever ``cconv.shapes`` is importable.
+Output sizes come from ``cconv.shapes``, the one home of that arithmetic.
 """
 
 from __future__ import annotations
@@ -24,7 +21,14 @@ import fnmatch
 import json
 import math
 import os
+import sys
 from typing import Iterable, Sequence
+
+try:
+    from cconv import shapes
+except ImportError:  # running from a checkout that is not installed
+    sys.path.insert(0, os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
+    from cconv import shapes
 
 SUITE_PATH = os.path.join(os.path.dirname(os.path.abspath(__file__)), "bench_suite.json")
 
@@ -104,11 +108,11 @@ def select_cases(cases: Iterable[dict], patterns: Sequence[str] | None = None,
 
 
 def _conv_out(size: int, k: int, s: int, p: int, d: int) -> int:
-    return (size + 2 * p - d * (k - 1) - 1) // s + 1
+    return shapes.conv_output_size(size, k, s, (p, p), d)
 
 
 def _conv_transpose_out(size: int, k: int, s: int, p: int, d: int, op: int) -> int:
-    return (size - 1) * s - 2 * p + d * (k - 1) + op + 1
+    return shapes.conv_transpose_output_size(size, k, s, (p, p), d, op)
 
 
 def output_hw(case: dict) -> tuple[int, int]:
