@@ -117,7 +117,10 @@ def test_default_changing_under_running_calls_is_safe(expected):
         except Exception as e:  # noqa: BLE001
             errors.append(f"changer: {type(e).__name__}: {e}")
 
-    _hammer(expected, max(2, N_PY_THREADS // 2), CALLS, lambda i, j: None, extra=changer)
+    try:
+        _hammer(expected, max(2, N_PY_THREADS // 2), CALLS, lambda i, j: None, extra=changer)
+    finally:
+        cconv.set_num_threads(None)  # leave no process default behind for other tests
     assert len(seen) > 10  # the default really was changing during the calls
     assert all(1 <= n <= 4 for n in seen)
 

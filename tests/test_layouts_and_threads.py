@@ -108,6 +108,7 @@ def test_set_num_threads_and_context_manager_give_identical_bits(case):
     arrays = _arrays(case, np.float32)
     one = _call(case, arrays, n_threads=1)
     before = cconv.get_num_threads()
+    previous_default = cconv._threads._process_default  # None when unset: restore that
     try:
         for n in (1, 2, 3):
             cconv.set_num_threads(n)
@@ -119,7 +120,7 @@ def test_set_num_threads_and_context_manager_give_identical_bits(case):
             assert _call(case, arrays).tobytes() == one.tobytes()
         assert cconv.get_num_threads() == 1
     finally:
-        cconv.set_num_threads(before)
+        cconv._threads._process_default = previous_default
     assert cconv.get_num_threads() == before
 
 

@@ -59,8 +59,10 @@ def test_default_honours_omp_num_threads():
     assert out.stdout.strip() == "1"
 
 
-def test_default_honours_threadpoolctl():
+def test_default_honours_threadpoolctl(monkeypatch):
     threadpoolctl = pytest.importorskip("threadpoolctl")
+    # Other tests may have set a process default; this one is about the unset default.
+    monkeypatch.setattr(_threads, "_process_default", None)
     if not cconv.build_config()["openmp"]:
         pytest.skip("built without OpenMP")
     with threadpoolctl.threadpool_limits(limits=1, user_api="openmp"):
