@@ -393,8 +393,12 @@ def plan_work(phase_positions, Py_ssize_t n_mblocks, Py_ssize_t n_images, Py_ssi
     step = tiles_per_item * nr
     rows = []
     for phase, n_pos in enumerate(phase_positions):
-        for p0 in range(0, n_pos, step):
-            rows.append((phase, p0, min(step, n_pos - p0)))
+        # Even items, in whole tiles: 1089 positions as 9 x 128 left a last item half
+        # empty; as 9 x 128 tiles of 32 -> 8 x 128 + 65 ... -> balanced 9 x 4 tiles.
+        n_items = -(-n_pos // step)
+        even = -(-(-(-n_pos // n_items)) // nr) * nr
+        for p0 in range(0, n_pos, even):
+            rows.append((phase, p0, min(even, n_pos - p0)))
     return np.asarray(rows, dtype=np.intp).reshape(-1, 3), per_chunk
 
 
@@ -579,7 +583,7 @@ def run(plan, x, w, bias, out, int n_threads, bint weights_frozen=False):
     if len(w_flat) == 0:
         w_flat = np.zeros(1, dtype=x.dtype)  # no tap reaches any output: bias only
     if plan.polyphase is not None:
-        x = _polyphase_planes(x, plan)
+        x = _polyphase_planes(x, plan, n_threads)
     execute(plan, plan.work(n_threads, nr), x.reshape(-1), out.reshape(-1), w_flat, bias)
     return out
 
@@ -596,17 +600,43 @@ def _weight_offsets(Py_ssize_t[::1] tap_kh, Py_ssize_t[::1] tap_kw, Py_ssize_t C
     return out
 
 
-def _polyphase_planes(x, plan):
+def _polyphase_planes(x, plan, int n_threads):
     """Split x into the phase planes a strided plan reads: plane (a, b) of channel c is
     x[c, a::sh, b::sw], zero-filled to the common (H_s, W_s). A strided conv over x is a
     unit-stride conv over these planes, so the packer only ever copies contiguous runs."""
     sh, sw, used = plan.polyphase
     N, C, H, W = x.shape
-    planes = np.zeros((N, len(used) * C, plan.H, plan.W), dtype=x.dtype)
-    for p, (a, b) in enumerate(used):
-        part = x[:, :, a::sh, b::sw]
-        planes[:, p * C:(p + 1) * C, :part.shape[2], :part.shape[3]] = part
+    planes = np.empty((N, len(used) * C, plan.H, plan.W), dtype=x.dtype)
+    phase_rc = np.asarray(used, dtype=np.intp).reshape(-1, 2)
+    _split_phases(x.reshape(N * C, H, W), planes.reshape(N, len(used), C, plan.H, plan.W),
+                  phase_rc, sh, sw, n_threads)
     return planes
+
+
+def _split_phases(const floating[:, :, ::1] x, floating[:, :, :, :, ::1] planes,
+                  const Py_ssize_t[:, ::1] phase_rc, Py_ssize_t sh, Py_ssize_t sw,
+                  int n_threads):
+    """planes[n, p, c, i, j] = x[n*C + c, a + i*sh, b + j*sw] (0 outside), in parallel."""
+    cdef Py_ssize_t N = planes.shape[0], P = planes.shape[1], C = planes.shape[2]
+    cdef Py_ssize_t Hs = planes.shape[3], Ws = planes.shape[4]
+    cdef Py_ssize_t H = x.shape[1], W = x.shape[2]
+    cdef Py_ssize_t item, n, p, c, rest, i, j, a, b, iy
+    n_threads = effective_threads(n_threads, N * P * C, <double> N * P * C * Hs * Ws / 4)
+    with nogil:
+        for item in prange(N * P * C, schedule="static", num_threads=n_threads):
+            c = item % C
+            rest = item // C
+            p = rest % P
+            n = rest // P
+            a = phase_rc[p, 0]
+            b = phase_rc[p, 1]
+            for i in range(Hs):
+                iy = a + i * sh
+                for j in range(Ws):
+                    if iy < H and b + j * sw < W:
+                        planes[n, p, c, i, j] = x[n * C + c, iy, b + j * sw]
+                    else:
+                        planes[n, p, c, i, j] = 0
 
 
 def conv2d_plan(x_shape, w_shape, out_shape, stride, padding, dilation, int groups):

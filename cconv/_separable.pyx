@@ -24,7 +24,7 @@ import numpy as np
 from cython cimport floating
 from cython.parallel cimport prange, parallel
 
-from cconv._common cimport scratch_alloc, free, memset, effective_threads
+from cconv._common cimport scratch_alloc, free, memset, effective_threads, ceil_div
 from cconv._dwrows cimport dw_output_row
 from cconv._microkernel cimport MR, NR_F32, NR_F64, microkernel
 
@@ -142,11 +142,12 @@ def _plan_bands(Py_ssize_t N, Py_ssize_t Ho, Py_ssize_t Wo, Py_ssize_t C_mid,
     recomputes its band's depthwise part, which is cheap) and bands only while a band
     still holds four tiles."""
     cdef Py_ssize_t max_pos = max(nr, D_BYTES // (itemsize * C_mid))
-    cdef Py_ssize_t band_rows = max(1, min(Ho, max_pos // Wo, -(-256 // Wo)))
+    # (C division truncates: ceilings go through ceil_div, never -(-a // b).)
+    cdef Py_ssize_t band_rows = max(1, min(Ho, max_pos // Wo, ceil_div(256, Wo)))
     cdef Py_ssize_t per_chunk = n_mblocks
     target = 1 if n_threads <= 1 else 4 * n_threads
     while True:
-        items = N * (-(-Ho // band_rows)) * (-(-n_mblocks // per_chunk))
+        items = N * ceil_div(Ho, band_rows) * ceil_div(n_mblocks, per_chunk)
         if items >= target:
             break
         if per_chunk > 4:
@@ -159,6 +160,9 @@ def _plan_bands(Py_ssize_t N, Py_ssize_t Ho, Py_ssize_t Wo, Py_ssize_t C_mid,
             band_rows = (band_rows + 1) // 2
         else:
             break
+    # Even bands: 28 rows in bands of 9 left a last band of one row, and at 2 threads
+    # one thread idle for most of the call.
+    band_rows = ceil_div(Ho, ceil_div(Ho, band_rows))
     return band_rows, per_chunk
 
 
