@@ -53,7 +53,7 @@ from cconv._microkernel cimport MR, NR_F32, NR_F64, microkernel
 cnp.import_array()
 
 cdef enum:
-    KC = 128        # k rows per packed B panel (16 KiB per tile: stays in L1 beside A)
+    KC = 256        # k rows per packed B panel (32 KiB per tile: L1-sized, reused from L2)
     NC = 128        # positions per work item at most (several tiles share each A block)
     MAX_CHUNK_ROWS = 256  # output channels per work item at most
 
