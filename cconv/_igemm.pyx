@@ -406,34 +406,33 @@ class Plan:
     """Everything about one call that does not depend on the data: built once per input
     shape (layer objects keep it), then executed on any number of inputs."""
 
-    __slots__ = ("N", "C_in", "H", "W", "G", "M", "out_plane", "sy", "sx", "lda",
-                 "w_group", "aoff", "tap_dy", "tap_dx", "phase_cols", "positions", "_work",
-                 "repack", "packed", "tap_base", "polyphase", "Cg", "mb_stride")
+    __slots__ = ("N", "C_in", "H", "W", "G", "M", "out_plane", "sy", "sx", "tap_dy",
+                 "tap_dx", "phase_cols", "positions", "_work", "tap_base", "polyphase", "Cg",
+                 "inplace", "packed_layout", "pack_spec", "prefer_packed", "packed", "K")
 
     def __init__(self, N, C_in, H, W, G, M, out_plane, sy, sx, lda, w_group, aoff, tap_dy,
-                 tap_dx, phases, repack=None, tap_base=None, polyphase=None, Cg=None):
+                 tap_dx, phases, pack_spec, prefer_packed=False, tap_base=None,
+                 polyphase=None, Cg=None):
         # C_in counts the channels of one image as stored (phase planes included);
         # Cg the input channels one group's taps run over.
         self.N, self.C_in, self.H, self.W, self.G, self.M = N, C_in, H, W, G, M
         self.Cg = C_in // G if Cg is None else Cg
-        self.out_plane, self.sy, self.sx, self.lda, self.w_group = out_plane, sy, sx, lda, w_group
-        self.aoff = np.ascontiguousarray(aoff, dtype=np.intp)
-        self.mb_stride = MR * lda
-        # Weights that would be read in place with poor locality (see the plan builders)
-        # are first packed as [group][block of MR channels][k][MR]: the micro-kernel then
-        # reads one contiguous stream (eight weight rows a multiple of 4 KiB apart would
-        # also fight over the same L1 sets).
-        self.repack = None
+        self.out_plane, self.sy, self.sx = out_plane, sy, sx
+        aoff = np.ascontiguousarray(aoff, dtype=np.intp)
+        self.K = K = len(aoff)
+        n_mblocks = (M + MR - 1) // MR
+        # Two ways to read the weights, each (aoff, lda, m-block stride, group stride):
+        # in place, or packed as [group][block of MR channels][k][MR], one contiguous
+        # stream per block (the plan builders say which pays).
+        self.inplace = (aoff, lda, MR * lda, w_group)
+        self.packed_layout = (np.arange(K, dtype=np.intp) * MR, 1, K * MR, n_mblocks * K * MR)
+        # (weight offset of each tap, stride between input channels, between output
+        # channels, between groups) of the weights as given, for packing them.
+        tap_off, chan_stride = pack_spec
+        self.pack_spec = (np.ascontiguousarray(tap_off, dtype=np.intp), chan_stride, lda,
+                          w_group)
+        self.prefer_packed = prefer_packed
         self.packed = None
-        if repack is not None:
-            # (weight offset of each tap, weight stride between input channels)
-            tap_off, chan_stride = repack
-            self.repack = (np.ascontiguousarray(tap_off, dtype=np.intp), chan_stride, lda,
-                           w_group)
-            K = len(self.aoff)
-            n_mblocks = (M + MR - 1) // MR
-            self.aoff = np.arange(K, dtype=np.intp) * MR
-            self.lda, self.mb_stride, self.w_group = 1, K * MR, n_mblocks * K * MR
         self.tap_dy = np.ascontiguousarray(tap_dy, dtype=np.intp)
         self.tap_dx = np.ascontiguousarray(tap_dx, dtype=np.intp)
         self.tap_base = np.ascontiguousarray(
@@ -452,16 +451,16 @@ class Plan:
         cached = self._work.get(key)
         if cached is None:
             n_mblocks = (self.M + MR - 1) // MR
-            macs = float(self.N) * self.G * self.M * self.out_plane * max(len(self.aoff), 1)
+            macs = float(self.N) * self.G * self.M * self.out_plane * max(self.K, 1)
             threads = effective_threads(n_threads, self.N * self.G * sum(self.positions) // nr + 1,
                                         macs)
             work, per_chunk = plan_work(self.positions, n_mblocks, self.N * self.G, nr, threads,
-                                        float(self.G) * self.M * len(self.aoff) * 4)
+                                        float(self.G) * self.M * self.K * 4)
             cached = self._work[key] = (work, per_chunk, threads)
         return cached
 
 
-def execute(plan, work_plan, const floating[::1] x, floating[::1] out,
+def execute(plan, work_plan, layout, const floating[::1] x, floating[::1] out,
             const floating[::1] w, bias):
     """Run a plan: x, out, w flattened C-contiguous arrays of one dtype."""
     cdef Problem P
@@ -471,7 +470,7 @@ def execute(plan, work_plan, const floating[::1] x, floating[::1] out,
     cdef Py_ssize_t per_chunk
     cdef int n_threads
     work_arr, per_chunk, n_threads = work_plan
-    cdef Py_ssize_t[::1] aoff = plan.aoff
+    cdef Py_ssize_t[::1] aoff = layout[0]
     cdef Py_ssize_t[::1] tap_dy = plan.tap_dy
     cdef Py_ssize_t[::1] tap_dx = plan.tap_dx
     cdef Py_ssize_t[::1] tap_base = plan.tap_base
@@ -485,9 +484,9 @@ def execute(plan, work_plan, const floating[::1] x, floating[::1] out,
     P.C_out_img = plan.G * plan.M
     P.out_plane = plan.out_plane
     P.n_mblocks = (P.M + MR - 1) // MR
-    P.lda = plan.lda
-    P.mb_stride = plan.mb_stride
-    P.w_group = plan.w_group
+    P.lda = layout[1]
+    P.mb_stride = layout[2]
+    P.w_group = layout[3]
     P.sy = plan.sy
     P.sx = plan.sx
     P.aoff = &aoff[0] if aoff.shape[0] else NULL
@@ -567,15 +566,18 @@ def _pack_blocks(const floating[::1] w, const Py_ssize_t[::1] tap_off, Py_ssize_
 def run(plan, x, w, bias, out, int n_threads, bint weights_frozen=False):
     """Execute ``plan`` on 4-D C-contiguous arrays with ``n_threads`` threads.
 
-    ``weights_frozen`` (layer objects) lets a plan keep its repacked weights.
+    ``weights_frozen`` (layer objects) lets a plan keep its packed weights.
     """
-    nr = NR_F32 if x.dtype == np.float32 else NR_F64
+    is_float = x.dtype == np.float32
+    nr = NR_F32 if is_float else NR_F64
     w_flat = w.reshape(-1)
-    if plan.repack is not None:
+    layout = plan.inplace
+    if plan.prefer_packed:
+        layout = plan.packed_layout
         if weights_frozen and plan.packed is not None and plan.packed[0] is w:
             w_flat = plan.packed[1]
         else:
-            tap_off, chan_stride, src_lda, src_group = plan.repack
+            tap_off, chan_stride, src_lda, src_group = plan.pack_spec
             w_flat = _pack_blocks(w_flat, tap_off, chan_stride, src_lda, src_group, plan.G,
                                   plan.M, plan.Cg, n_threads)
             if weights_frozen:
@@ -584,7 +586,8 @@ def run(plan, x, w, bias, out, int n_threads, bint weights_frozen=False):
         w_flat = np.zeros(1, dtype=x.dtype)  # no tap reaches any output: bias only
     if plan.polyphase is not None:
         x = _polyphase_planes(x, plan, n_threads)
-    execute(plan, plan.work(n_threads, nr), x.reshape(-1), out.reshape(-1), w_flat, bias)
+    execute(plan, plan.work(n_threads, nr), layout, x.reshape(-1), out.reshape(-1), w_flat,
+            bias)
     return out
 
 
@@ -678,11 +681,11 @@ def conv2d_plan(x_shape, w_shape, out_shape, stride, padding, dilation, int grou
     # costs little while the weights stay in L2/L3 (measured: packing 2.4 MB of weights
     # per call cost more than it saved); very large ones are packed first (once per
     # call, or once per layer object).
-    repack = None
-    if KH * KW > 1 and C_out * lda * 4 > 4 * 1024 * 1024 and N * H_out * W_out >= 512:
-        repack = (tap_kh * KW + tap_kw, KH * KW)
+    prefer_packed = (KH * KW > 1 and C_out * lda * 4 > 4 * 1024 * 1024
+                     and N * H_out * W_out >= 512)
     plan = Plan(N, C_img, H, W, groups, M, H_out * W_out, sh, sw, lda, M * lda, aoff, tap_dy,
-                tap_dx, phases, tap_base=tap_base, polyphase=polyphase, Cg=Cg, repack=repack)
+                tap_dx, phases, (tap_kh * KW + tap_kw, KH * KW), prefer_packed,
+                tap_base=tap_base, polyphase=polyphase, Cg=Cg)
     return plan
 
 
@@ -734,9 +737,8 @@ def conv_transpose2d_plan(x_shape, w_shape, out_shape, stride, padding, dilation
     # Packing costs about as much as 64 uses of each weight; it pays off only when each
     # weight is used far more often than that (measured: DCGAN's 4x4 -> 8x8 layer, 16
     # uses per weight, ran 2x slower packed; its 32x32 -> 64x64 layer 1.3x faster).
-    repack = None
     uses_per_weight = N * max(h * w for h, w, *_ in phases) if phases else 0
-    if KH * KW > 4 and uses_per_weight >= 128:
-        repack = (tap_kh * KW + tap_kw, M * KH * KW)
+    prefer_packed = KH * KW > 4 and uses_per_weight >= 128
     return Plan(N, C_in, H, W, groups, M, H_out * W_out, 1, 1, KH * KW, Cg * M * KH * KW,
-                aoff, tap_dy, tap_dx, phases, repack=repack)
+                aoff, tap_dy, tap_dx, phases, (tap_kh * KW + tap_kw, M * KH * KW),
+                prefer_packed)

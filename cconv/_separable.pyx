@@ -37,6 +37,7 @@ cdef struct Sep:
     Py_ssize_t C, mult, C_mid, C_out, H, W, Ho, Wo
     Py_ssize_t pt, pl, Wp, KH, KW, sh, sw, dh, dw, T
     Py_ssize_t band_rows, n_bands, mb_per_chunk, n_chunks, n_mblocks
+    Py_ssize_t a_lda, a_mb_stride   # pointwise weights as the GEMM's A (see _microkernel)
     bint k3x3
 
 
@@ -116,7 +117,7 @@ cdef void separable_item(const Sep* S, const floating* x_img, floating* out_img,
                 rows = MR
             for tile in range(ntiles):
                 cb = cbuf + ((mb - mb0) * ntiles + tile) * MR * nr
-                microkernel(kc, pw_w + mb * MR * S.C_mid, S.C_mid, rows, ident + kb,
+                microkernel(kc, pw_w + mb * S.a_mb_stride, S.a_lda, rows, ident + kb,
                             D + kb * ldd + tile * nr, ldd, cb)
         kb += kc
 
@@ -208,6 +209,8 @@ def separable_forward(const floating[:, :, :, ::1] x, const floating[:, :, :, ::
             off[kh * S.KW + kw] = kh * S.dh * S.Wp + kw * S.dw
     for i in range(S.C_mid):
         ident[i] = i
+    # The pointwise weights are the GEMM's A, read in place: rows of C_mid.
+    S.a_lda, S.a_mb_stride = S.C_mid, MR * S.C_mid
 
     cdef Py_ssize_t max_npos = S.band_rows * S.Wo
     cdef Py_ssize_t ldd_max = ((max_npos + nr - 1) // nr) * nr
