@@ -1,8 +1,9 @@
-"""Regenerate analysis/README-section.md: every ``$ cconv-plan ...`` line of the template is
-followed by that command's real output.
+"""Regenerate the README's planning section ("Planning networks with cconv-plan"): every
+``$ cconv-plan ...`` line of the template is followed by that command's real output.
 
-    PYTHONPATH=. python analysis/examples/readme_section.py > analysis/README-section.md
-    PYTHONPATH=. python analysis/examples/readme_section.py --measure > analysis/README-section.md
+    PYTHONPATH=. python analysis/examples/readme_section.py --measure > section.md
+
+then replace the section in README.md with section.md.
 
 ``--measure`` (needs the built kernels) adds measured standard vs separable times and a
 measured network table where the template says ``<!-- MEASURED -->``.
