@@ -55,6 +55,7 @@ cnp.import_array()
 cdef enum:
     KC = 256        # k rows per packed B panel (32 KiB per tile: L1-sized, reused from L2)
     NC = 128        # positions per work item at most (several tiles share each A block)
+    SEG_STRIDE = 3 * (3 * 32 + 4)  # one tile's segment table (up to 3 runs per grid row)
     MAX_CHUNK_ROWS = 256  # output channels per work item at most
 
 
@@ -185,6 +186,7 @@ cdef void run_item(const Problem* P, const floating* x_img, floating* out_img,
                    Py_ssize_t phase, Py_ssize_t p0, Py_ssize_t npos_item, Py_ssize_t mb0,
                    Py_ssize_t mb1, floating* bpanel, floating* cbuf, Py_ssize_t* seg,
                    int* tile_valid) noexcept nogil:
+    # seg holds one segment table per tile (SEG_STRIDE each), then each tile's count.
     """All output channels [mb0*MR, mb1*MR) x positions [p0, p0+npos_item) of one phase."""
     cdef Py_ssize_t nr
     if floating is float:
@@ -200,6 +202,7 @@ cdef void run_item(const Problem* P, const floating* x_img, floating* out_img,
     cdef floating v
     cdef int valid, nonfinite
     cdef const floating* x_group = x_img + g * P.Cg * plane
+    cdef Py_ssize_t* tile_nseg = seg + (NC // nr) * SEG_STRIDE
     cdef floating* cb
     cdef floating* bp
 
@@ -223,27 +226,33 @@ cdef void run_item(const Problem* P, const floating* x_img, floating* out_img,
             kb_end = k_end
         kc = kb_end - k
         for tile in range(ntiles):
-            tp0 = p0 + tile * nr
-            tnpos = npos_item - tile * nr
-            if tnpos > nr:
-                tnpos = nr
-            bp = bpanel + tile * KC * nr
             tile_valid[tile] = 0
-            j = k
-            while j < kb_end:
-                t = j // P.Cg
-                ci = j - t * P.Cg
-                cnt = P.Cg - ci
-                if cnt > kb_end - j:
-                    cnt = kb_end - j
-                nseg = build_segments(P, wg, tp0, tnpos, nr, P.tap_dy[t], P.tap_dx[t],
-                                      seg, &valid)
+        j = k
+        while j < kb_end:
+            t = j // P.Cg
+            ci = j - t * P.Cg
+            cnt = P.Cg - ci
+            if cnt > kb_end - j:
+                cnt = kb_end - j
+            for tile in range(ntiles):
+                tp0 = p0 + tile * nr
+                tnpos = npos_item - tile * nr
+                if tnpos > nr:
+                    tnpos = nr
+                tile_nseg[tile] = build_segments(P, wg, tp0, tnpos, nr, P.tap_dy[t],
+                                                 P.tap_dx[t], seg + tile * SEG_STRIDE, &valid)
                 if valid:
                     tile_valid[tile] = 1
-                # An all-padding tap still needs zero rows when it shares the panel.
-                pack_rows(x_group + P.tap_base[t] + ci * plane, plane, cnt, P.sx, seg, nseg,
-                          bp + (j - k) * nr, nr)
-                j += cnt
+            # Channel by channel, every tile's run of that input row in turn: the item's
+            # positions of one row are read consecutively (prefetch-friendly), not once
+            # per tile in separate passes over all channels. An all-padding tap still
+            # needs zero rows when it shares the panel.
+            for r in range(cnt):
+                for tile in range(ntiles):
+                    pack_rows(x_group + P.tap_base[t] + (ci + r) * plane, plane, 1, P.sx,
+                              seg + tile * SEG_STRIDE, tile_nseg[tile],
+                              bpanel + tile * KC * nr + (j - k + r) * nr, nr)
+            j += cnt
         for mb in range(mb0, mb1):
             rows = P.M - mb * MR
             if rows > MR:
@@ -327,7 +336,7 @@ cdef int run_problem(const Problem* P, const floating* x, floating* out,
     with parallel(num_threads=n_threads):
         bpanel = <floating*> scratch_alloc(max_tiles * KC * nr * sizeof(floating))
         cbuf = <floating*> scratch_alloc(mb_per_chunk * max_tiles * MR * nr * sizeof(floating))
-        seg = <Py_ssize_t*> scratch_alloc(3 * (3 * nr + 4) * sizeof(Py_ssize_t))
+        seg = <Py_ssize_t*> scratch_alloc(max_tiles * (SEG_STRIDE + 1) * sizeof(Py_ssize_t))
         tile_valid = <int*> scratch_alloc(max_tiles * sizeof(int))
         for item in prange(n_items, schedule="static"):
             if bpanel == NULL or cbuf == NULL or seg == NULL or tile_valid == NULL:
