@@ -175,6 +175,20 @@ def _check_bias(bias: Optional[np.ndarray], n_out: int, weight_shape, name: str 
                          f"of size {_fmt_shape(bias.shape)} instead")
 
 
+def _contiguous(arr):
+    """C-contiguous arr (copied only when it is not); None stays None."""
+    if arr is None or arr.flags.c_contiguous:
+        return arr
+    return np.ascontiguousarray(arr)
+
+
+def _memory_owner(arr):
+    """The object at the end of an array's .base chain (the buffer's owner)."""
+    while isinstance(arr, np.ndarray) and arr.base is not None:
+        arr = arr.base
+    return arr
+
+
 def _check_out(out, shape, dtype, inputs) -> Optional[np.ndarray]:
     if out is None:
         return None
@@ -190,8 +204,14 @@ def _check_out(out, shape, dtype, inputs) -> Optional[np.ndarray]:
                          f"has strides {out.strides})")
     if not out.flags.writeable:
         raise ValueError("out must be writeable, got a read-only array")
+    out_owner = _memory_owner(out)
     for name, arr in inputs:
-        if arr is not None and np.may_share_memory(out, arr):
+        # Arrays over different numpy-owned buffers cannot overlap; only views of one
+        # buffer need the (slower) extent check.
+        if arr is not None and (_memory_owner(arr) is out_owner
+                                or not isinstance(out_owner, np.ndarray)
+                                or not isinstance(_memory_owner(arr), np.ndarray)) \
+                and np.may_share_memory(out, arr):
             raise ValueError(f"out overlaps {name}: the result cannot be written over an "
                              f"input; pass a separate array")
     return out
@@ -249,11 +269,84 @@ def _conv_output_hw(x4: np.ndarray, kernel: Pair, stride: Pair, padding: Padding
 # ----------------------------------------------------------------------------------
 # The funnel entry.
 
+# Validated calls by everything that decides their validity and their params (shapes,
+# dtypes, arguments); a repeated call only re-checks what can differ (n_threads, out).
+_VALIDATED: dict = {}
+_VALIDATED_LIMIT = 512
+
+
+def _plain(arr) -> bool:
+    return arr is None or (type(arr) is np.ndarray and (arr.dtype is _F32 or arr.dtype is _F64))
+
+
 def normalize(op: str, input, weight, bias=None, *, stride=1, padding=0, dilation=1,
               groups=1, output_padding=0, padding_mode="zeros", out=None, n_threads=None,
               pointwise_weight=None, pointwise_bias=None):
     """Validate one call. Returns (params, arrays) with arrays a dict of C-contiguous
-    4-D ndarrays: x, w (, b), and for separable pw (, pw_b); plus out (4-D view or None)."""
+    4-D ndarrays: x, w (, b), and for separable pw (, pw_b); plus out (4-D view or None).
+
+    Plain float ndarrays with hashable arguments already validated once skip straight to
+    the per-call checks: the fixed cost of a small layer is mostly this function.
+    """
+    key = None
+    if (type(input) is np.ndarray and type(weight) is np.ndarray and _plain(input)
+            and _plain(weight) and _plain(bias) and _plain(pointwise_weight)
+            and _plain(pointwise_bias)):
+        key = (op, input.shape, input.dtype, weight.shape, weight.dtype,
+               None if bias is None else (bias.shape, bias.dtype),
+               None if pointwise_weight is None else (pointwise_weight.shape,
+                                                      pointwise_weight.dtype),
+               None if pointwise_bias is None else (pointwise_bias.shape,
+                                                    pointwise_bias.dtype),
+               stride, padding, dilation, groups, output_padding, padding_mode)
+        try:
+            params = _VALIDATED.get(key)
+        except TypeError:  # an unhashable argument (a list): validate in full
+            key = params = None
+        if params is not None:
+            return _revalidate(params, input, weight, bias, pointwise_weight, pointwise_bias,
+                               out, n_threads)
+    params, arrays = _normalize_full(op, input, weight, bias, stride=stride, padding=padding,
+                                     dilation=dilation, groups=groups,
+                                     output_padding=output_padding,
+                                     padding_mode=padding_mode, out=out, n_threads=n_threads,
+                                     pointwise_weight=pointwise_weight,
+                                     pointwise_bias=pointwise_bias)
+    if key is not None and len(_VALIDATED) < _VALIDATED_LIMIT:
+        _VALIDATED[key] = params
+    return params, arrays
+
+
+def _revalidate(params, x, w, b, pw, pw_b, out, n_threads):
+    """The per-call part of validation for a call whose static part was validated."""
+    n_threads = _threads.resolve(n_threads)
+    if n_threads != params.n_threads:
+        params = params._replace(n_threads=n_threads)
+    user_shape = params.output_shape if params.batched else params.output_shape[1:]
+    weight_name = "depthwise_weight" if params.op == "separable_conv2d" else "weight"
+    bias_name = "depthwise_bias" if params.op == "separable_conv2d" else "bias"
+    out = _check_out(out, user_shape, params.dtype,
+                     [("input", x), (weight_name, w), (bias_name, b),
+                      ("pointwise_weight", pw), ("pointwise_bias", pw_b)])
+    if params.op == "pointwise_conv2d" and w.ndim == 2:
+        w = w.reshape(w.shape[0], w.shape[1], 1, 1)
+    if pw is not None and pw.ndim == 4:
+        pw = pw.reshape(pw.shape[0], pw.shape[1])
+    arrays = {
+        "x": _contiguous(x if params.batched else x[np.newaxis]),
+        "w": _contiguous(w),
+        "b": _contiguous(b),
+        "pw": _contiguous(pw),
+        "pw_b": _contiguous(pw_b),
+        "out": None if out is None else (out if params.batched else out[np.newaxis]),
+    }
+    return params, arrays
+
+
+def _normalize_full(op: str, input, weight, bias=None, *, stride=1, padding=0, dilation=1,
+                    groups=1, output_padding=0, padding_mode="zeros", out=None,
+                    n_threads=None, pointwise_weight=None, pointwise_bias=None):
+    """normalize() for a call not seen before: every check, in order."""
     x = _float_array(input, "input")
     x4, batched = _input_4d(x, op)
     N, C_in, H, W = x4.shape
@@ -386,11 +479,11 @@ def normalize(op: str, input, weight, bias=None, *, stride=1, padding=0, dilatio
         padding_mode=padding_mode, n_threads=n_threads, has_bias=b is not None,
         mid_channels=mid_channels)
     arrays = {
-        "x": np.ascontiguousarray(x4),
-        "w": np.ascontiguousarray(w),
-        "b": None if b is None else np.ascontiguousarray(b),
-        "pw": None if pw is None else np.ascontiguousarray(pw),
-        "pw_b": None if pw_b is None else np.ascontiguousarray(pw_b),
+        "x": _contiguous(x4),
+        "w": _contiguous(w),
+        "b": _contiguous(b),
+        "pw": _contiguous(pw),
+        "pw_b": _contiguous(pw_b),
         "out": None if out is None else (out if batched else out[np.newaxis]),
     }
     return params, arrays

@@ -136,3 +136,28 @@ def test_errors_never_touch_out():
 def test_big_endian_input_is_accepted_and_converted():
     x = X.astype(">f4")
     np.testing.assert_array_equal(cconv.conv2d(x, W), cconv.conv2d(X, W))
+
+
+def test_repeated_calls_skip_static_validation_but_not_the_per_call_checks():
+    # The second identical call takes the cached path of _params.normalize; everything
+    # that can differ between such calls must still be checked there.
+    x, w = arr(1, 8, 10, 10), arr(4, 8, 3, 3)
+    first = cconv.conv2d(x, w, padding=1)
+    np.testing.assert_array_equal(cconv.conv2d(x, w, padding=1), first)
+    with pytest.raises(ValueError, match=r"out has size \[1, 4, 9, 9\]"):
+        cconv.conv2d(x, w, padding=1, out=arr(1, 4, 9, 9))
+    y = np.ones((1, 4, 6, 6), f32)
+    cconv.conv2d(y, arr(4, 4, 1, 1))  # validated once
+    with pytest.raises(ValueError, match=r"out overlaps input"):
+        cconv.conv2d(y, arr(4, 4, 1, 1), out=y)
+    with pytest.raises(ValueError, match=r"n_threads=0"):
+        cconv.conv2d(x, w, padding=1, n_threads=0)
+    with pytest.raises(TypeError, match=r"weight has dtype float64"):
+        cconv.conv2d(x, w.astype(np.float64), padding=1)
+    # Same shapes, another bias shape: validated in full, not served from the cache.
+    cconv.conv2d(x, w, arr(4), padding=1)
+    with pytest.raises(ValueError, match=r"expected bias to be 1-dimensional with 4"):
+        cconv.conv2d(x, w, arr(5), padding=1)
+    out = np.empty((4, 10, 10), f32)
+    assert cconv.conv2d(x[0], w, padding=1, out=out) is out
+    assert cconv.conv2d(x[0], w, padding=1, out=out) is out
