@@ -74,9 +74,23 @@ def _convolution(op: str, input, weight, bias=None, plan_cache=None, **kwargs):
 
     if p.output_shape[0] == 0:
         pass  # an empty batch: nothing to compute
-    elif algorithm is Algorithm.SEPARABLE:
+    elif algorithm is Algorithm.SEPARABLE_FUSED:
         _separable.separable_forward(x, a["w"], a["b"], a["pw"], a["pw_b"], out, p.stride,
                                      padding, p.dilation, p.n_threads)
+    elif algorithm is Algorithm.SEPARABLE_TWO_PASS:
+        N, _, H_out, W_out = p.output_shape
+        mid = np.empty((N, p.mid_channels, H_out, W_out), dtype=p.dtype)
+        _depthwise.depthwise_forward(x, a["w"], a["b"], mid, p.stride, padding, p.dilation,
+                                     p.n_threads)
+        pw = a["pw"].reshape(a["pw"].shape[0], p.mid_channels, 1, 1)
+        key = ("pointwise", mid.shape)
+        plan = plan_cache.get(key) if plan_cache is not None else None
+        if plan is None:
+            plan = _igemm.conv2d_plan(mid.shape, pw.shape, p.output_shape, (1, 1),
+                                      _NO_PADDING, (1, 1), 1)
+            if plan_cache is not None:
+                plan_cache[key] = plan
+        _igemm.run(plan, mid, pw, a["pw_b"], out, p.n_threads)
     elif algorithm is Algorithm.DEPTHWISE:
         _depthwise.depthwise_forward(x, a["w"], a["b"], out, p.stride, padding, p.dilation,
                                      p.n_threads)

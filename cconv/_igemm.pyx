@@ -48,12 +48,11 @@ from cython cimport floating
 from cython.parallel cimport prange, parallel
 
 from cconv._common cimport scratch_alloc, free, floor_div, ceil_div, effective_threads
-from cconv._microkernel cimport MR, NR_F32, NR_F64, microkernel
+from cconv._microkernel cimport MR, NR_F32, NR_F64, KC, microkernel
 
 cnp.import_array()
 
 cdef enum:
-    KC = 256        # k rows per packed B panel (32 KiB per tile: L1-sized, reused from L2)
     NC = 128        # positions per work item at most (several tiles share each A block)
     SEG_STRIDE = 3 * (3 * 32 + 4)  # one tile's segment table (up to 3 runs per grid row)
     MAX_CHUNK_ROWS = 256  # output channels per work item at most

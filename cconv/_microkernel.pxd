@@ -9,6 +9,10 @@ cdef enum:
     MR = 8          # output channels per micro-tile
     NR_F32 = 32     # positions per micro-tile, float32 (2 x 16 lanes)
     NR_F64 = 32     # positions per micro-tile, float64 (4 x 8 lanes)
+    # k rows per GEMM K-block. One constant for every caller: the blocks fix the order in
+    # which an output's sum is accumulated, and the fused and two-pass separable paths
+    # (chosen by thread count) must give the same bits.
+    KC = 256
 
 
 # Micro-kernels. Written so that gcc fully unrolls the MR loop and vectorises the NR

@@ -8,8 +8,10 @@ Design note
 * Parallel axis: work items (image, band of output rows, chunk of output channels),
   statically scheduled; bands and chunks shrink until each thread has several items.
 * Per item: the depthwise output of every mid channel for the band's positions is
-  computed into a per-thread buffer D[C*m][ldd] (ldd = band positions rounded up to a
-  micro-tile), then the pointwise GEMM runs the shared micro-kernel over D with
+  computed into a per-thread buffer D, laid out as the GEMM's packed B panels
+  ([tile of 32 positions][mid channel][32]: each tile's panel is contiguous and stays in
+  L1, which reading D with a row stride did not), then the pointwise GEMM runs the shared
+  micro-kernel over D with
   K = C*m and writes the band of every output channel in its chunk. D is sized to stay
   in L2, so the depthwise result never travels to memory and is never materialised.
 * Padding strategy: each thread owns a zero-bordered strip (the band's input rows plus
@@ -26,10 +28,9 @@ from cython.parallel cimport prange, parallel
 
 from cconv._common cimport scratch_alloc, free, memset, effective_threads, ceil_div
 from cconv._dwrows cimport dw_output_row
-from cconv._microkernel cimport MR, NR_F32, NR_F64, microkernel
+from cconv._microkernel cimport MR, NR_F32, NR_F64, KC, microkernel
 
 cdef enum:
-    KC = 128          # mid channels per GEMM K-block
     D_BYTES = 262144  # per-thread depthwise buffer budget (a quarter of L2)
 
 
@@ -62,6 +63,9 @@ cdef void separable_item(const Sep* S, const floating* x_img, floating* out_img,
     cdef Py_ssize_t r_start = oh0 * S.sh          # first padded row the band reads
     cdef Py_ssize_t strip_h = (oh1 - 1 - oh0) * S.sh + (S.KH - 1) * S.dh + 1
     cdef Py_ssize_t c, j, r, iy, q, mid, oh, mb, mb0, mb1, tile, kb, kc, rows, m
+    cdef Py_ssize_t pos, lane, run, i
+    cdef floating* drow
+    cdef floating* rowbuf = tmp + 128   # one depthwise output row (see the allocation)
     cdef floating b, v
     cdef floating* srow
     cdef const floating* xrow
@@ -84,14 +88,27 @@ cdef void separable_item(const Sep* S, const floating* x_img, floating* out_img,
             mid = c * S.mult + j
             b = dw_b[mid] if dw_b != NULL else 0
             for oh in range(oh0, oh1):
-                dw_output_row(D + mid * ldd + (oh - oh0) * S.Wo, strip + (oh - oh0) * S.sh * S.Wp,
-                              dw_w + mid * S.T, off, S.T, S.k3x3, S.Wp, S.sw, S.dh, S.dw,
-                              S.Wo, b, tmp)
-    # Tail columns of D feed only discarded outputs, but must hold numbers.
+                dw_output_row(rowbuf, strip + (oh - oh0) * S.sh * S.Wp, dw_w + mid * S.T, off,
+                              S.T, S.k3x3, S.Wp, S.sw, S.dh, S.dw, S.Wo, b, tmp)
+                # Into D's tile-packed layout: a row may straddle two tiles.
+                pos = (oh - oh0) * S.Wo
+                q = 0
+                while q < S.Wo:
+                    tile = (pos + q) // nr
+                    lane = pos + q - tile * nr
+                    run = nr - lane
+                    if run > S.Wo - q:
+                        run = S.Wo - q
+                    drow = D + (tile * S.C_mid + mid) * nr + lane
+                    for i in range(run):
+                        drow[i] = rowbuf[q + i]
+                    q += run
+    # Tail lanes of the last tile feed only discarded outputs, but must hold numbers.
     if ldd > npos:
         for mid in range(S.C_mid):
-            for q in range(npos, ldd):
-                D[mid * ldd + q] = 0
+            drow = D + ((ntiles - 1) * S.C_mid + mid) * nr
+            for q in range(npos - (ntiles - 1) * nr, nr):
+                drow[q] = 0
 
     # 2. Pointwise GEMM over D for this chunk of output channels.
     mb0 = chunk * S.mb_per_chunk
@@ -118,7 +135,7 @@ cdef void separable_item(const Sep* S, const floating* x_img, floating* out_img,
             for tile in range(ntiles):
                 cb = cbuf + ((mb - mb0) * ntiles + tile) * MR * nr
                 microkernel(kc, pw_w + mb * S.a_mb_stride, S.a_lda, rows, ident + kb,
-                            D + kb * ldd + tile * nr, ldd, cb)
+                            D + (tile * S.C_mid + kb) * nr, nr, cb)
         kb += kc
 
     # 3. The band is contiguous in every output plane.
@@ -130,9 +147,10 @@ cdef void separable_item(const Sep* S, const floating* x_img, floating* out_img,
             orow = out_img + m * S.Ho * S.Wo + oh0 * S.Wo
             for tile in range(ntiles):
                 cb = cbuf + ((mb - mb0) * ntiles + tile) * MR * nr + r * nr
-                for q in range(nr):
-                    if tile * nr + q >= npos:
-                        break
+                run = npos - tile * nr
+                if run > nr:
+                    run = nr
+                for q in range(run):  # no break inside: this loop vectorises
                     orow[tile * nr + q] = cb[q]
 
 
@@ -161,10 +179,27 @@ def _plan_bands(Py_ssize_t N, Py_ssize_t Ho, Py_ssize_t Wo, Py_ssize_t C_mid,
             band_rows = (band_rows + 1) // 2
         else:
             break
-    # Even bands: 28 rows in bands of 9 left a last band of one row, and at 2 threads
-    # one thread idle for most of the call.
-    band_rows = ceil_div(Ho, ceil_div(Ho, band_rows))
-    return band_rows, per_chunk
+    # Among band heights up to the chosen one, take the one whose busiest thread has the
+    # fewest tiles to compute (items go to threads in contiguous static blocks): 28 x 28
+    # in bands of 7 rows padded every band of 196 positions to 224 (12.5% of the GEMM
+    # wasted), bands of 9 rows left one thread idle at 2 threads.
+    cdef Py_ssize_t best_rows = band_rows, best_cost = -1, rows, cost, oh, n_chunks, t
+    cdef Py_ssize_t n_items, base, extra, start, stop, i, load
+    n_chunks = ceil_div(n_mblocks, per_chunk)
+    for rows in range(band_rows, max(1, band_rows // 2) - 1, -1):
+        item_tiles = [ceil_div(min(rows, Ho - oh) * Wo, nr)
+                      for _n in range(N) for oh in range(0, Ho, rows) for _c in range(n_chunks)]
+        n_items = len(item_tiles)
+        base, extra = n_items // n_threads, n_items % n_threads
+        cost, start = 0, 0
+        for t in range(n_threads):
+            stop = start + base + (1 if t < extra else 0)
+            load = sum(item_tiles[start:stop])
+            cost = max(cost, load)
+            start = stop
+        if best_cost < 0 or cost < best_cost:
+            best_rows, best_cost = rows, cost
+    return best_rows, per_chunk
 
 
 def separable_forward(const floating[:, :, :, ::1] x, const floating[:, :, :, ::1] dw_w,
@@ -245,7 +280,7 @@ def separable_forward(const floating[:, :, :, ::1] x, const floating[:, :, :, ::
             strip = <floating*> scratch_alloc(strip_alloc * sizeof(floating))
             D = <floating*> scratch_alloc(d_alloc * sizeof(floating))
             cbuf = <floating*> scratch_alloc(c_alloc * sizeof(floating))
-            tmp = <floating*> scratch_alloc(128 * sizeof(floating))
+            tmp = <floating*> scratch_alloc((256 + S.Wo + 128) * sizeof(floating))
             if strip != NULL:
                 memset(strip, 0, strip_alloc * sizeof(floating))
             for item in prange(n_items, schedule="static"):

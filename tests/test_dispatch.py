@@ -33,7 +33,10 @@ CASES = {
     "pointwise function": (("pointwise_conv2d", (1, 8, 9, 9), (4, 8)), {}, Algorithm.POINTWISE),
     "transposed": (("conv_transpose2d", (1, 8, 9, 9), (8, 4, 3, 3)), {"stride": 2},
                    Algorithm.TRANSPOSED_PHASES),
-    "separable": (("separable_conv2d", (1, 8, 9, 9), (8, 1, 3, 3)), {}, Algorithm.SEPARABLE),
+    "separable, one thread": (("separable_conv2d", (1, 8, 9, 9), (8, 1, 3, 3)),
+                              {"n_threads": 1}, Algorithm.SEPARABLE_FUSED),
+    "separable, two threads": (("separable_conv2d", (1, 8, 9, 9), (8, 1, 3, 3)),
+                               {"n_threads": 2}, Algorithm.SEPARABLE_TWO_PASS),
 }
 
 
@@ -41,3 +44,18 @@ CASES = {
 def test_select_algorithm(name):
     args, kw, expected = CASES[name]
     assert select_algorithm(params(*args, **kw)) is expected
+
+
+@pytest.mark.parametrize("dtype", [np.float32, np.float64])
+def test_both_separable_algorithms_give_the_same_bits(dtype):
+    # The thread count picks fused or two-pass; results must not depend on it. C*m = 600
+    # spans several K-blocks of the pointwise GEMM; 70 output channels end mid-block.
+    import cconv
+    rng = np.random.default_rng(11)
+    x = rng.standard_normal((2, 300, 13, 11)).astype(dtype)
+    dw = rng.standard_normal((600, 1, 3, 3)).astype(dtype)
+    pw = rng.standard_normal((70, 600)).astype(dtype)
+    b = rng.standard_normal(70).astype(dtype)
+    fused = cconv.separable_conv2d(x, dw, pw, None, b, stride=2, padding=1, n_threads=1)
+    two_pass = cconv.separable_conv2d(x, dw, pw, None, b, stride=2, padding=1, n_threads=2)
+    assert fused.tobytes() == two_pass.tobytes()
