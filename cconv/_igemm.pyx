@@ -366,11 +366,6 @@ cdef int run_problem(const Problem* P, const floating* x, floating* out,
 # Python-facing entry points. Arguments arrive validated and normalised (cconv._params);
 # these only build the plan (taps, phases, work list, weight offsets) and run it.
 
-def positions_per_tile(dtype):
-    """NR for a dtype: the tile width of output positions."""
-    return NR_F32 if np.dtype(dtype) == np.float32 else NR_F64
-
-
 def plan_work(phase_positions, Py_ssize_t n_mblocks, Py_ssize_t n_images, Py_ssize_t nr,
               int n_threads, double weight_bytes=0):
     """Split the positions of every phase into work items and pick the m-chunk size.
