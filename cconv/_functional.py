@@ -60,6 +60,17 @@ def _gemm_plan(p: ConvParams, algorithm: Algorithm, x_shape, padding, w_shape):
                               p.dilation, p.groups)
 
 
+def _cached_plan(plan_cache, key, build):
+    """A GEMM plan from a layer object's cache, built on first use (without a cache, every
+    call builds its own)."""
+    plan = plan_cache.get(key) if plan_cache is not None else None
+    if plan is None:
+        plan = build()
+        if plan_cache is not None:
+            plan_cache[key] = plan
+    return plan
+
+
 def _convolution(op: str, input, weight, bias=None, plan_cache=None, **kwargs):
     """The funnel. ``plan_cache`` (a dict owned by a layer object) keeps GEMM plans per
     input shape, so repeated calls skip planning."""
@@ -83,24 +94,16 @@ def _convolution(op: str, input, weight, bias=None, plan_cache=None, **kwargs):
         _depthwise.depthwise_forward(x, a["w"], a["b"], mid, p.stride, padding, p.dilation,
                                      p.n_threads)
         pw = a["pw"].reshape(a["pw"].shape[0], p.mid_channels, 1, 1)
-        key = ("pointwise", mid.shape)
-        plan = plan_cache.get(key) if plan_cache is not None else None
-        if plan is None:
-            plan = _igemm.conv2d_plan(mid.shape, pw.shape, p.output_shape, (1, 1),
-                                      _NO_PADDING, (1, 1), 1)
-            if plan_cache is not None:
-                plan_cache[key] = plan
+        plan = _cached_plan(plan_cache, ("pointwise", mid.shape),
+                            lambda: _igemm.conv2d_plan(mid.shape, pw.shape, p.output_shape,
+                                                       (1, 1), _NO_PADDING, (1, 1), 1))
         _igemm.run(plan, mid, pw, a["pw_b"], out, p.n_threads)
     elif algorithm is Algorithm.DEPTHWISE:
         _depthwise.depthwise_forward(x, a["w"], a["b"], out, p.stride, padding, p.dilation,
                                      p.n_threads)
     else:
-        key = (x.shape, padding)
-        plan = plan_cache.get(key) if plan_cache is not None else None
-        if plan is None:
-            plan = _gemm_plan(p, algorithm, x.shape, padding, a["w"].shape)
-            if plan_cache is not None:
-                plan_cache[key] = plan
+        plan = _cached_plan(plan_cache, (x.shape, padding),
+                            lambda: _gemm_plan(p, algorithm, x.shape, padding, a["w"].shape))
         _igemm.run(plan, x, a["w"], a["b"], out, p.n_threads,
                    weights_frozen=plan_cache is not None)
 
