@@ -22,7 +22,6 @@ Design note
   thread count.
 """
 
-import numpy as np
 from cython cimport floating
 from cython.parallel cimport prange, parallel
 

@@ -43,14 +43,12 @@ straight from the unpadded input.
 """
 
 import numpy as np
-cimport numpy as cnp
 from cython cimport floating
 from cython.parallel cimport prange, parallel
 
 from cconv._common cimport scratch_alloc, free, floor_div, ceil_div, effective_threads
 from cconv._microkernel cimport MR, NR_F32, NR_F64, KC, microkernel
 
-cnp.import_array()
 
 cdef enum:
     NC = 128        # positions per work item at most (several tiles share each A block)

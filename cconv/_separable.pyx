@@ -22,7 +22,6 @@ Design note
   every mid value bias + taps in (kh, kw) order, whatever the thread count.
 """
 
-import numpy as np
 from cython cimport floating
 from cython.parallel cimport prange, parallel
 
