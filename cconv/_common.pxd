@@ -7,17 +7,6 @@ cdef extern from "stdlib.h" nogil:
 cdef extern from "string.h" nogil:
     void* memset(void* s, int c, size_t n)
 
-# A hint to start loading a cache line (no effect on results; a no-op elsewhere).
-cdef extern from *:
-    """
-    #if defined(__GNUC__) || defined(__clang__)
-    #define CCONV_PREFETCH(p) __builtin_prefetch((const void*) (p))
-    #else
-    #define CCONV_PREFETCH(p) ((void) 0)
-    #endif
-    """
-    void prefetch "CCONV_PREFETCH"(const void* p) noexcept nogil
-
 # Scratch buffers are 64-byte aligned (one cache line, one zmm register).
 cdef inline void* scratch_alloc(size_t nbytes) noexcept nogil:
     cdef size_t rounded = ((nbytes + 63) // 64) * 64
