@@ -56,6 +56,9 @@ MALLOC_ENV = {"MALLOC_MMAP_THRESHOLD_": "33554432", "MALLOC_TRIM_THRESHOLD_": "1
 REEXEC_GUARD = "CCONV_BENCH_REEXECED"
 
 # PERF-NOTES.md: Zen 4 at ~3.4 GHz, 32 FP32 FLOP/cycle per core; 210 measured on both cores.
+# Only a fallback: "% peak" uses the peak measured on the machine at hand (measure_fma_peak)
+# whenever cconv is importable, since machines differ by 2x (a Xeon with two 512-bit FMA
+# units per core measured 247 FP32 GFLOP/s per core).
 NOMINAL_PEAK_GFLOPS = {"float32": {1: 108.0, 2: 210.0}, "float64": {1: 55.0, 2: 110.0}}
 NOMINAL_PER_CORE = {"float32": 108.0, "float64": 55.0}
 
@@ -250,6 +253,15 @@ def time_interleaved(calls: Dict[str, Callable[[], object]], rounds: int, min_ti
     return samples
 
 
+def measure_fma_peak(dtype: str, threads: int) -> Optional[float]:
+    """The machine's FMA throughput in GFLOP/s (cconv's register-only probe), or None."""
+    try:
+        from cconv import _runtime
+    except ImportError:
+        return None
+    return _runtime.fma_peak_gflops(dtype == "float32", threads)
+
+
 def measure_peak(dtype: str, threads: int, contenders: Dict[str, object], size: int = 1024,
                  min_time: float = 0.15) -> Optional[float]:
     """Best GFLOP/s of a square ``size`` matmul (torch when present, else numpy)."""
@@ -302,8 +314,10 @@ class Progress:
 
 
 def run_case(case: dict, arrays: dict, threads: int, contenders: Dict[str, object],
-             args, progress: Progress, label: str) -> dict:
-    """Check, then time, every contender on one case at one thread count: one result row."""
+             args, progress: Progress, label: str, peak_gflops: Optional[float] = None) -> dict:
+    """Check, then time, every contender on one case at one thread count: one result row.
+
+    ``peak_gflops`` is the peak "% peak" refers to (default: the nominal one)."""
     dtype = args.dtype
     macs = benchcases.macs(case)
     row = {"case": case["name"], "op": case["op"], "threads": threads, "macs": macs,
@@ -357,8 +371,8 @@ def run_case(case: dict, arrays: dict, threads: int, contenders: Dict[str, objec
 
     t = row["timings_ms"]
     row["gflops"] = {name: 2.0 * macs / (t[name]["best"] / 1e3) / 1e9 for name in t}
-    row["pct_peak"] = {name: 100.0 * g / nominal_peak(dtype, threads)
-                       for name, g in row["gflops"].items()}
+    peak = peak_gflops or nominal_peak(dtype, threads)
+    row["pct_peak"] = {name: 100.0 * g / peak for name, g in row["gflops"].items()}
     if "cconv" in t and "torch" in t:
         row["ratio_best"] = t["torch"]["best"] / t["cconv"]["best"]
         row["ratio_median"] = t["torch"]["median"] / t["cconv"]["median"]
@@ -444,10 +458,13 @@ def render_table(rows: Sequence[dict], summary: Sequence[dict], contenders: Sequ
                               headers=["thr", "op family", "cases", "geomean torch/cconv (best)",
                                        "(median)"], tablefmt="github", disable_numparse=True))
     if peaks:
-        parts.append(tabulate([[p["threads"], f"{p['nominal_gflops']:.0f}",
-                                "-" if p["measured_gflops"] is None else f"{p['measured_gflops']:.1f}",
+        def num(v):
+            return "-" if v is None else f"{v:.1f}"
+        parts.append(tabulate([[p["threads"], num(p.get("fma_gflops")),
+                                f"{p['nominal_gflops']:.0f}", num(p["measured_gflops"]),
                                 p["measured_with"]] for p in peaks],
-                              headers=["thr", f"nominal {dtype} peak GFLOP/s (used for % peak)",
+                              headers=["thr", f"measured {dtype} FMA peak GFLOP/s (% peak)",
+                                       "nominal (PERF-NOTES; used if no probe)",
                                        "measured matmul GFLOP/s", "measured with"],
                               tablefmt="github", disable_numparse=True))
     return "\n\n".join(parts)
@@ -602,12 +619,14 @@ def main(argv: Optional[Sequence[str]] = None) -> int:
     rows = []
     try:
         for n in args.threads:
-            measured = None
+            measured = fma = None
             if not args.no_peak:
                 threads.set(n)
                 progress.update(f"measuring matmul peak at {n} thread(s)", ("peak", n))
                 measured = measure_peak(args.dtype, n, contenders)
+                fma = measure_fma_peak(args.dtype, n)
             peaks.append({"threads": n, "nominal_gflops": nominal_peak(args.dtype, n),
+                          "fma_gflops": fma,
                           "measured_gflops": measured,
                           "measured_with": "-" if measured is None else
                           f"{'torch.mm' if torch is not None else 'numpy @'} 1024x1024 {args.dtype}"})
@@ -615,8 +634,9 @@ def main(argv: Optional[Sequence[str]] = None) -> int:
             arrays = make_arrays(case, args.dtype, args.seed)
             for n in args.threads:
                 threads.set(n)
+                peak = next((p["fma_gflops"] for p in peaks if p["threads"] == n), None)
                 rows.append(run_case(case, arrays, n, contenders, args, progress,
-                                     f"[{i + 1}/{len(cases)}]"))
+                                     f"[{i + 1}/{len(cases)}]", peak_gflops=peak))
     finally:
         threads.restore()
         progress.done()

@@ -282,8 +282,8 @@ def test_summarize_takes_geomeans_per_family_and_overall():
 def test_render_table_has_every_column_and_row():
     rows = [_row("r50_l1_3x3", "conv2d", 1, 2.0, 1.0),
             _row("mbv1_dw512_14", "depthwise", 2, 0.3, 0.1, status="FAILED")]
-    peaks = [{"threads": 1, "nominal_gflops": 108.0, "measured_gflops": 80.0,
-              "measured_with": "torch.mm"}]
+    peaks = [{"threads": 1, "nominal_gflops": 108.0, "fma_gflops": 247.0,
+              "measured_gflops": 80.0, "measured_with": "torch.mm"}]
     text = bench.render_table(rows, bench.summarize(rows), ["cconv", "torch"], peaks, "float32")
     header = text.splitlines()[0]
     for col in ("case", "op", "thr", "MACs", "cconv ms best / med", "torch ms best / med",
@@ -292,7 +292,17 @@ def test_render_table_has_every_column_and_row():
     assert "r50_l1_3x3" in text and "2.00x" in text and "1.0M" in text
     assert "FAILED: cconv differs" in text
     assert "geomean torch/cconv" in text and "overall" in text
-    assert "nominal float32 peak" in text and "80.0" in text
+    assert "FMA peak" in text and "247.0" in text
+    assert "nominal" in text and "80.0" in text
+
+
+def test_fma_peak_probe_measures_a_plausible_rate():
+    # At least 1 GFLOP/s on any machine that runs the suite; the probe's loop has no
+    # loads, so a broken (optimised-away or scalarised) probe shows as absurd numbers.
+    pytest.importorskip("cconv._runtime")
+    for dtype in ("float32", "float64"):
+        gflops = bench.measure_fma_peak(dtype, 1)
+        assert 1.0 < gflops < 10_000.0
 
 
 def test_write_plot_writes_a_png_or_explains(tmp_path):

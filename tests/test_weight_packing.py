@@ -1,0 +1,73 @@
+"""When the implicit-GEMM engine packs weights, and that packing never changes a bit.
+
+The packed and in-place weight layouts run different micro-kernels over the same k
+order, so they must agree exactly; the choice between them is a pure rule on the
+layer's shape (cconv._igemm._packing_pays and the plan builders), tested as a table.
+"""
+
+import numpy as np
+import pytest
+
+from cconv import _igemm
+
+PACKING_TABLE = [
+    # (uses per weight, contiguous rows, packs?)
+    (1, False, False),
+    (63, False, False),
+    (64, False, True),      # 3x3 convs from an 8x8 output up
+    (196, True, False),     # 1x1 512 -> 512 on 14x14 broke even: stays in place
+    (511, True, False),
+    (512, True, True),
+    (3136, True, True),
+]
+
+
+@pytest.mark.parametrize("uses, contiguous, expected", PACKING_TABLE)
+def test_packing_rule(uses, contiguous, expected):
+    assert _igemm._packing_pays(uses, contiguous) is expected
+
+
+@pytest.mark.parametrize("shape, expected", [
+    # (x shape, w shape, padding), packs?
+    (((1, 64, 56, 56), (64, 64, 3, 3), 1), True),
+    (((1, 64, 4, 4), (64, 64, 3, 3), 1), False),     # 16 uses per weight
+    (((1, 256, 56, 56), (64, 256, 1, 1), 0), True),
+    (((1, 512, 14, 14), (512, 512, 1, 1), 0), False),
+    (((2, 512, 16, 16), (512, 512, 1, 1), 0), True),  # the batch counts
+])
+def test_conv2d_plan_packs_by_shape(shape, expected):
+    (xs, ws, p), packs = shape, expected
+    out = (xs[0], ws[0], xs[2] + 2 * p - ws[2] + 1, xs[3] + 2 * p - ws[3] + 1)
+    plan = _igemm.conv2d_plan(xs, ws, out, (1, 1), ((p, p), (p, p)), (1, 1), 1)
+    assert plan.prefer_packed is packs
+
+
+def test_transposed_plans_pack_kernels_over_2x2():
+    big = _igemm.conv_transpose2d_plan((1, 512, 4, 4), (512, 256, 4, 4), (1, 256, 8, 8),
+                                       (2, 2), ((1, 1), (1, 1)), (1, 1), 1)
+    small = _igemm.conv_transpose2d_plan((1, 128, 4, 4), (128, 64, 2, 2), (1, 64, 8, 8),
+                                         (2, 2), ((0, 0), (0, 0)), (1, 1), 1)
+    assert big.prefer_packed and not small.prefer_packed
+
+
+@pytest.mark.parametrize("dtype", [np.float32, np.float64])
+@pytest.mark.parametrize("xs, ws, padding, stride", [
+    ((2, 13, 11, 9), (19, 13, 3, 3), 1, 1),
+    ((1, 7, 17, 17), (10, 7, 5, 5), 2, 2),
+    ((1, 300, 9, 7), (12, 300, 1, 1), 0, 1),   # K past one KC block
+])
+def test_packed_and_in_place_weights_give_the_same_bits(dtype, xs, ws, padding, stride):
+    rng = np.random.default_rng(7)
+    x = rng.standard_normal(xs).astype(dtype)
+    w = rng.standard_normal(ws).astype(dtype)
+    ho = (xs[2] + 2 * padding - ws[2]) // stride + 1
+    wo = (xs[3] + 2 * padding - ws[3]) // stride + 1
+    plan = _igemm.conv2d_plan(xs, ws, (xs[0], ws[0], ho, wo), (stride, stride),
+                              ((padding, padding), (padding, padding)), (1, 1), 1)
+    results = []
+    for packed in (False, True):
+        plan.prefer_packed = packed
+        out = np.empty((xs[0], ws[0], ho, wo), dtype=dtype)
+        _igemm.run(plan, x, w, None, out, 1)
+        results.append(out)
+    np.testing.assert_array_equal(results[0], results[1])
