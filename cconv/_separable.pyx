@@ -27,7 +27,7 @@ from cython.parallel cimport prange, parallel
 
 from cconv._common cimport scratch_alloc, free, memset, effective_threads, ceil_div
 from cconv._dwrows cimport dw_output_row
-from cconv._microkernel cimport MR, NR_F32, NR_F64, KC, microkernel
+from cconv._microkernel cimport MR, NR_F32, NR_F64, KC, microkernel_packed
 
 cdef enum:
     D_BYTES = 262144  # per-thread depthwise buffer budget (a quarter of L2)
@@ -37,14 +37,13 @@ cdef struct Sep:
     Py_ssize_t C, mult, C_mid, C_out, H, W, Ho, Wo
     Py_ssize_t pt, pl, Wp, KH, KW, sh, sw, dh, dw, T
     Py_ssize_t band_rows, n_bands, mb_per_chunk, n_chunks, n_mblocks
-    Py_ssize_t a_lda, a_mb_stride   # pointwise weights as the GEMM's A (see _microkernel)
     bint k3x3
 
 
 cdef void separable_item(const Sep* S, const floating* x_img, floating* out_img,
                          const floating* dw_w, const floating* dw_b, const floating* pw_w,
                          const floating* pw_b, const Py_ssize_t* off,
-                         const Py_ssize_t* ident, Py_ssize_t band, Py_ssize_t chunk,
+                         Py_ssize_t band, Py_ssize_t chunk,
                          floating* strip, floating* D, floating* cbuf,
                          floating* tmp) noexcept nogil:
     cdef Py_ssize_t nr
@@ -133,8 +132,8 @@ cdef void separable_item(const Sep* S, const floating* x_img, floating* out_img,
                 rows = MR
             for tile in range(ntiles):
                 cb = cbuf + ((mb - mb0) * ntiles + tile) * MR * nr
-                microkernel(kc, pw_w + mb * S.a_mb_stride, S.a_lda, rows, ident + kb,
-                            D + (tile * S.C_mid + kb) * nr, nr, cb)
+                microkernel_packed(kc, pw_w + (mb * S.C_mid + kb) * MR, rows,
+                                   D + (tile * S.C_mid + kb) * nr, nr, cb)
         kb += kc
 
     # 3. The band is contiguous in every output plane.
@@ -233,18 +232,28 @@ def separable_forward(const floating[:, :, :, ::1] x, const floating[:, :, :, ::
     S.n_bands = (S.Ho + S.band_rows - 1) // S.band_rows
     S.n_chunks = (S.n_mblocks + S.mb_per_chunk - 1) // S.mb_per_chunk
 
-    cdef Py_ssize_t kh, kw, i
-    cdef Py_ssize_t* off = <Py_ssize_t*> scratch_alloc((S.T + S.C_mid) * sizeof(Py_ssize_t))
-    if off == NULL:
+    cdef Py_ssize_t kh, kw
+    cdef Py_ssize_t* off = <Py_ssize_t*> scratch_alloc(S.T * sizeof(Py_ssize_t))
+    # The pointwise weights are the GEMM's A, packed as [block of MR outputs][C_mid][MR]
+    # (zero rows past C_out) for the packed micro-kernel: C_out x C_mid values against
+    # C_out x C_mid x positions multiply-adds, and the kernel runs 15-45% faster packed
+    # (see _igemm._packing_pays). The k order is unchanged, so are the bits.
+    cdef floating* pw_packed = <floating*> scratch_alloc(
+        S.n_mblocks * S.C_mid * MR * sizeof(floating))
+    if off == NULL or pw_packed == NULL:
+        free(off)
+        free(pw_packed)
         raise MemoryError("cconv: could not allocate the separable tap table")
-    cdef Py_ssize_t* ident = off + S.T
     for kh in range(S.KH):
         for kw in range(S.KW):
             off[kh * S.KW + kw] = kh * S.dh * S.Wp + kw * S.dw
-    for i in range(S.C_mid):
-        ident[i] = i
-    # The pointwise weights are the GEMM's A, read in place: rows of C_mid.
-    S.a_lda, S.a_mb_stride = S.C_mid, MR * S.C_mid
+    cdef Py_ssize_t mb, k, r
+    with nogil:
+        for mb in range(S.n_mblocks):
+            for k in range(S.C_mid):
+                for r in range(MR):
+                    pw_packed[(mb * S.C_mid + k) * MR + r] = (
+                        pw_w[mb * MR + r, k] if mb * MR + r < S.C_out else 0)
 
     cdef Py_ssize_t max_npos = S.band_rows * S.Wo
     cdef Py_ssize_t ldd_max = ((max_npos + nr - 1) // nr) * nr
@@ -272,7 +281,7 @@ def separable_forward(const floating[:, :, :, ::1] x, const floating[:, :, :, ::
     cdef int* failed_flag = &failed
     cdef const floating* xp = &x[0, 0, 0, 0]
     cdef const floating* dwp = &dw_w[0, 0, 0, 0]
-    cdef const floating* pwp = &pw_w[0, 0]
+    cdef const floating* pwp = pw_packed
     cdef floating* op = &out[0, 0, 0, 0]
     if n_items > 0:
         with nogil, parallel(num_threads=n_threads):
@@ -291,13 +300,14 @@ def separable_forward(const floating[:, :, :, ::1] x, const floating[:, :, :, ::
                 band = rest % S.n_bands
                 n = rest // S.n_bands
                 separable_item(&S, xp + n * S.C * S.H * S.W, op + n * S.C_out * S.Ho * S.Wo,
-                               dwp, dwb, pwp, pwb, off, ident, band, chunk, strip, D, cbuf,
+                               dwp, dwb, pwp, pwb, off, band, chunk, strip, D, cbuf,
                                tmp)
             free(strip)
             free(D)
             free(cbuf)
             free(tmp)
     free(off)
+    free(pw_packed)
     if failed:
         raise MemoryError("cconv: could not allocate per-thread scratch memory")
     return out
