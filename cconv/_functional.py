@@ -7,6 +7,8 @@ Python, allocates the output from the shared shape arithmetic, and runs the kern
 
 from __future__ import annotations
 
+import functools
+
 import numpy as np
 
 from cconv import _depthwise, _igemm, _separable
@@ -52,28 +54,38 @@ def _pad_input(x: np.ndarray, p: ConvParams) -> np.ndarray:
     return np.pad(x, ((0, 0), (0, 0), (pt, pb), (pl, pr)), mode=_NUMPY_PAD_MODE[p.padding_mode])
 
 
-def _gemm_plan(p: ConvParams, algorithm: Algorithm, x_shape, padding, w_shape):
-    if algorithm is Algorithm.TRANSPOSED_PHASES:
-        return _igemm.conv_transpose2d_plan(x_shape, w_shape, p.output_shape, p.stride,
-                                            padding, p.dilation, p.groups)
-    return _igemm.conv2d_plan(x_shape, w_shape, p.output_shape, p.stride, padding,
-                              p.dilation, p.groups)
+def _build_gemm_plan(transposed, x_shape, w_shape, out_shape, stride, padding, dilation,
+                     groups, b_source):
+    build = _igemm.conv_transpose2d_plan if transposed else _igemm.conv2d_plan
+    return build(x_shape, w_shape, out_shape, stride, padding, dilation, groups,
+                 b_source=b_source)
 
 
-def _cached_plan(plan_cache, key, build):
-    """A GEMM plan from a layer object's cache, built on first use (without a cache, every
-    call builds its own)."""
-    plan = plan_cache.get(key) if plan_cache is not None else None
+# Plans depend only on shapes and arguments; building one costs 50-100 us of Python
+# (tap tables, work lists), which dominated small layers. Shared between calls and
+# threads (a plan is read-only but for its per-thread-count work cache). Layer objects
+# keep private plans instead: they also hold packed weights.
+_shared_gemm_plan = functools.lru_cache(maxsize=256)(_build_gemm_plan)
+
+
+def _gemm_plan(plan_cache, transposed, x_shape, w_shape, out_shape, stride, padding,
+               dilation, groups, b_source=None):
+    """A GEMM plan: from a layer object's own cache when it has one, else shared."""
+    args = (transposed, x_shape, w_shape, out_shape, stride, padding, dilation, groups,
+            b_source)
+    if plan_cache is None:
+        return _shared_gemm_plan(*args)
+    plan = plan_cache.get(args)
     if plan is None:
-        plan = build()
-        if plan_cache is not None:
-            plan_cache[key] = plan
+        plan = plan_cache[args] = _build_gemm_plan(*args)
     return plan
 
 
-def _convolution(op: str, input, weight, bias=None, plan_cache=None, **kwargs):
+def _convolution(op: str, input, weight, bias=None, plan_cache=None, b_source=None,
+                 **kwargs):
     """The funnel. ``plan_cache`` (a dict owned by a layer object) keeps GEMM plans per
-    input shape, so repeated calls skip planning."""
+    input shape, so repeated calls skip planning. ``b_source`` ('direct' / 'packed')
+    forces how the GEMM engine reads its input (for tests; None lets the plan choose)."""
     p, a = normalize(op, input, weight, bias, **kwargs)
     algorithm = select_algorithm(p)
     out = a["out"]
@@ -94,16 +106,16 @@ def _convolution(op: str, input, weight, bias=None, plan_cache=None, **kwargs):
         _depthwise.depthwise_forward(x, a["w"], a["b"], mid, p.stride, padding, p.dilation,
                                      p.n_threads)
         pw = a["pw"].reshape(a["pw"].shape[0], p.mid_channels, 1, 1)
-        plan = _cached_plan(plan_cache, ("pointwise", mid.shape),
-                            lambda: _igemm.conv2d_plan(mid.shape, pw.shape, p.output_shape,
-                                                       (1, 1), _NO_PADDING, (1, 1), 1))
+        plan = _gemm_plan(plan_cache, False, mid.shape, pw.shape, p.output_shape, (1, 1),
+                          _NO_PADDING, (1, 1), 1, b_source)
         _igemm.run(plan, mid, pw, a["pw_b"], out, p.n_threads)
     elif algorithm is Algorithm.DEPTHWISE:
         _depthwise.depthwise_forward(x, a["w"], a["b"], out, p.stride, padding, p.dilation,
                                      p.n_threads)
     else:
-        plan = _cached_plan(plan_cache, (x.shape, padding),
-                            lambda: _gemm_plan(p, algorithm, x.shape, padding, a["w"].shape))
+        plan = _gemm_plan(plan_cache, algorithm is Algorithm.TRANSPOSED_PHASES, x.shape,
+                          a["w"].shape, p.output_shape, p.stride, padding, p.dilation,
+                          p.groups, b_source)
         _igemm.run(plan, x, a["w"], a["b"], out, p.n_threads,
                    weights_frozen=plan_cache is not None)
 

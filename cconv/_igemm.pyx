@@ -6,54 +6,71 @@ Design note
 Every one of these convolutions is, per image and group, a matrix product
 ``out[m, p] = sum_k A[m, k] * B[k, p]`` where ``m`` is an output channel, ``p`` an
 output position and ``k`` a (kernel tap, input channel) pair. ``B`` is never built
-whole (no im2col buffer): positions are processed in tiles of ``NR`` (32 float32 /
-16 float64 = two zmm registers) and ``B`` is packed one ``KC x NR`` panel at a time,
-straight from the unpadded input.
+whole (no im2col buffer): positions are processed in tiles of ``NR`` (32 values = two
+zmm registers of float32, four of float64).
 
-* Layout: NCHW input and output. ``A`` is the weight tensor itself, read in place
-  (no per-call weight preparation): element ``(m, k)`` of a group is at
-  ``w_group + m * lda + aoff[k]``, with ``k = tap * C_in_per_group + c`` (tap-major, so
-  every tap is a contiguous run of k) and ``aoff`` a small table. The one exception is
-  a transposed conv with a kernel larger than 2x2, whose (C_in, C_out, kh, kw) layout
-  puts consecutive output channels a cache line apart: its weights are first gathered
-  into rows of contiguous k.
+* Layout: NCHW input and output. ``k = tap * C_in_per_group + c`` (tap-major, so every
+  tap is a contiguous run of k). ``A`` is either the weight tensor read in place
+  (element ``(m, k)`` at ``w_group + m * lda + aoff[k]``) or, where each weight is used
+  often enough to pay for it (``_packing_pays``), packed per call as
+  ``[group][block of MR channels][k][MR]``, one contiguous stream per block.
+* Two ways to read ``B`` (``_direct_pays`` picks; both give the same bits):
+  - direct: the input is copied once into zero-bordered source planes (and split into
+    phase planes when strided), laid out so that grid row ``i`` of a tile has pitch
+    ``Ws``, the source width. Then every B row of a tile is ``NR`` contiguous values of
+    one plane, read in place through a table of row pointers; the grid's columns past
+    the output width are computed and discarded (``Ws / W_out`` extra arithmetic, a few
+    percent for ordinary paddings). No panel is packed.
+  - packed: ``B`` is packed one ``KC x NR`` panel at a time straight from the unpadded
+    input: for each (tile, tap) the packer computes the row segments that fall inside
+    the input and writes zeros elsewhere, and a K-block whose taps all lie wholly in
+    the padding for the whole tile is skipped. This wins where the border is wide
+    relative to the map (large dilations on small maps, e.g. ASPP).
 * Micro-kernel: an ``MR x NR`` accumulator tile held in 16 zmm registers; per k, eight
-  broadcasts from eight weight rows and two loads of the packed ``B`` row; innermost
-  loop over the NR columns.
+  broadcasts of A and two loads of the B row; innermost loop over the NR columns.
 * Blocking: a work item covers up to ``NC`` positions (several NR tiles) and a chunk
-  of output channels. For each K-block of ``KC`` rows the item packs ``B`` for all its
-  tiles, then every MR block of weights runs over all tiles while it is hot in L1, so
-  the weights stream from memory once per ``NC`` positions rather than once per tile.
+  of output channels. K runs in blocks of ``KC``; within a block the item's tiles and
+  m-blocks reuse each other from L1/L2.
 * Positions live on a grid ``(Hg, Wg)``; tap ``t`` of grid point ``(i, j)`` reads input
   ``(i * sy + dy[t], j * sx + dx[t])`` and the result goes to output offset
   ``dst0 + i * drs + j * dcs``. A standard conv is one grid (the output) with
   ``dy = kh * dilation - pad``. A strided conv first splits its input into phase
-  planes (``x[c, a::sh, b::sw]``) and becomes a unit-stride conv over them, so the
-  packer only copies contiguous runs. A transposed conv is split into ``stride_h * stride_w``
-  phases (sub-pixel decomposition): output pixels of one phase see a fixed subset of
-  taps at unit stride, so the transposed conv is a *gather* per output pixel, with no
+  planes (``x[c, a::sh, b::sw]``) and becomes a unit-stride conv over them, so B runs
+  are contiguous. A transposed conv is split into ``stride_h * stride_w`` phases
+  (sub-pixel decomposition): output pixels of one phase see a fixed subset of taps at
+  unit stride, so the transposed conv is a *gather* per output pixel, with no
   zero-inserted input and no racing scatter.
-* Padding strategy: none materialised. For each (tile, tap) the packer computes the
-  row segments that fall inside the input and writes zeros elsewhere; a K-block whose
-  taps all lie wholly in the padding for the whole tile is skipped (large dilations).
 * Parallel axis: one flat list of work items ``(image, group, m-chunk, positions)``,
   distributed statically, fine-grained; each item writes a disjoint set of outputs.
-  The summation order of every output element is fixed by the k order alone, so the
-  bits do not depend on the thread count.
+  The summation order of every output element is fixed by the k order and the K-blocks
+  alone, so the bits depend neither on the thread count nor on how B is read.
 """
+
+from collections import namedtuple
 
 import numpy as np
 from cython cimport floating
 from cython.parallel cimport prange, parallel
 
 from cconv._common cimport scratch_alloc, free, floor_div, ceil_div, effective_threads
-from cconv._microkernel cimport MR, NR_F32, NR_F64, KC, microkernel, microkernel_packed
+from cconv._microkernel cimport (MR, NR_F32, NR_F64, KC, microkernel, microkernel_packed,
+                                 microkernel_direct_8x32_f32, microkernel_direct_4x32_f64)
 
 
 cdef enum:
     NC = 256        # positions per work item at most (several tiles share each A block)
     SEG_STRIDE = 3 * (3 * 32 + 4)  # one tile's segment table (up to 3 runs per grid row)
     MAX_CHUNK_ROWS = 256  # output channels per work item at most
+
+
+# The direct micro-kernels are called through pointers held in the Problem: inlined
+# into run_item, gcc's register allocator ran out of registers around the loop and
+# spilled accumulators and B rows to the stack (half speed); an out-of-line call per
+# K-block of 256 k costs nothing measurable.
+ctypedef void (*direct_kernel_f32)(Py_ssize_t, const float*, const float* const*,
+                                   float*) noexcept nogil
+ctypedef void (*direct_kernel_f64)(Py_ssize_t, const double*, const double* const*,
+                                   double*) noexcept nogil
 
 
 # ---------------------------------------------------------------------------------
@@ -83,6 +100,13 @@ cdef struct Problem:
     const Py_ssize_t* ph_dcs
     const Py_ssize_t* ph_tap0
     const Py_ssize_t* ph_tap1
+    const Py_ssize_t* ph_pitch   # positions per grid row (wg, or the source width if direct)
+    bint direct              # B rows read in place from zero-bordered source planes
+    const Py_ssize_t* boff   # direct: offset of B row k from the group's first plane
+    Py_ssize_t direct_limit  # direct: a tile of positions [p, p + NR) reads in place only
+                             # if p + NR <= direct_limit (its reads stay inside the buffer)
+    direct_kernel_f32 direct_f32
+    direct_kernel_f64 direct_f64
 
 
 cdef inline Py_ssize_t build_segments(const Problem* P, Py_ssize_t wg, Py_ssize_t p0,
@@ -188,11 +212,77 @@ cdef inline int block_has_nonfinite(const floating* a0, Py_ssize_t lda, Py_ssize
     return 0
 
 
+cdef void direct_blocks(const Problem* P, const floating* x_group, const floating* w_group,
+                       Py_ssize_t phase, Py_ssize_t p0, Py_ssize_t ntiles, Py_ssize_t mb0,
+                       Py_ssize_t mb1, floating* bpanel, floating* cbuf, Py_ssize_t* mask,
+                       const floating** brow) noexcept nogil:
+    """The K loop of a direct plan: B rows of a tile are read where they lie in the source
+    planes (tap offset + position), so no panel is packed. A tile whose reads would pass
+    the end of the grid or of the buffer (the last of a phase) is packed instead, with
+    its positions outside the grid's valid columns set to zero."""
+    cdef Py_ssize_t nr
+    if floating is float:
+        nr = NR_F32
+    else:
+        nr = NR_F64
+    cdef Py_ssize_t tile_block = MR * nr
+    cdef Py_ssize_t pitch = P.ph_pitch[phase], wg = P.ph_wg[phase]
+    cdef Py_ssize_t grid_end = P.ph_hg[phase] * pitch
+    cdef Py_ssize_t limit = grid_end if grid_end < P.direct_limit else P.direct_limit
+    cdef Py_ssize_t k = P.ph_tap0[phase] * P.Cg, k_end = P.ph_tap1[phase] * P.Cg
+    cdef Py_ssize_t kb_end, kc, tile, tp0, mb, rows, q, r, gi, gj
+    cdef const floating* src
+    cdef const floating* a
+    cdef floating* row
+    cdef floating* cb
+    while k < k_end:
+        kb_end = k + KC
+        if kb_end > k_end:
+            kb_end = k_end
+        kc = kb_end - k
+        for tile in range(ntiles):
+            tp0 = p0 + tile * nr
+            if tp0 + nr <= limit:
+                for r in range(kc):
+                    brow[r] = x_group + P.boff[k + r] + tp0
+            else:
+                gi = tp0 // pitch
+                gj = tp0 - gi * pitch
+                for q in range(nr):
+                    mask[q] = tp0 + q < grid_end and gj < wg
+                    gj += 1
+                    if gj == pitch:
+                        gj = 0
+                for r in range(kc):
+                    src = x_group + P.boff[k + r] + tp0
+                    row = bpanel + r * nr
+                    for q in range(nr):
+                        row[q] = src[q] if mask[q] else 0
+            for mb in range(mb0, mb1):
+                rows = P.M - mb * MR
+                if rows > MR:
+                    rows = MR
+                if tp0 + nr > limit:
+                    microkernel_packed(kc, w_group + mb * P.mb_stride + k * MR, rows,
+                                       bpanel, nr,
+                                       cbuf + ((mb - mb0) * ntiles + tile) * tile_block)
+                else:
+                    cb = cbuf + ((mb - mb0) * ntiles + tile) * tile_block
+                    a = w_group + mb * P.mb_stride + k * MR
+                    if floating is float:
+                        P.direct_f32(kc, a, brow, cb)
+                    else:
+                        P.direct_f64(kc, a, brow, cb)
+                        if rows > 4:
+                            P.direct_f64(kc, a + 4, brow, cb + 4 * nr)
+        k = kb_end
+
+
 cdef void run_item(const Problem* P, const floating* x_img, floating* out_img,
                    const floating* w_group, const floating* bias_group, Py_ssize_t g,
                    Py_ssize_t phase, Py_ssize_t p0, Py_ssize_t npos_item, Py_ssize_t mb0,
                    Py_ssize_t mb1, floating* bpanel, floating* cbuf, Py_ssize_t* seg,
-                   int* tile_valid) noexcept nogil:
+                   int* tile_valid, const floating** brow) noexcept nogil:
     # seg holds one segment table per tile (SEG_STRIDE each), then each tile's count.
     """All output channels [mb0*MR, mb1*MR) x positions [p0, p0+npos_item) of one phase."""
     cdef Py_ssize_t nr
@@ -229,6 +319,10 @@ cdef void run_item(const Problem* P, const floating* x_img, floating* out_img,
 
     k = P.ph_tap0[phase] * P.Cg
     k_end = P.ph_tap1[phase] * P.Cg
+    if P.direct:
+        direct_blocks(P, x_group, w_group, phase, p0, ntiles, mb0, mb1, bpanel, cbuf, seg,
+                      brow)
+        k = k_end
     while k < k_end:
         kb_end = k + KC
         if kb_end > k_end:
@@ -299,9 +393,10 @@ cdef void run_item(const Problem* P, const floating* x_img, floating* out_img,
 
     # Scatter the item's tiles to their output positions.
     cdef Py_ssize_t dst0 = P.ph_dst0[phase], drs = P.ph_drs[phase], dcs = P.ph_dcs[phase]
+    cdef Py_ssize_t pitch = P.ph_pitch[phase]
     cdef floating* orow
-    cdef Py_ssize_t gi, gj, base, run, q
-    cdef bint contiguous = (dcs == 1 and drs == wg)
+    cdef Py_ssize_t gi, gj, base, run, q, valid_run
+    cdef bint contiguous = (dcs == 1 and drs == wg and pitch == wg)
     for mb in range(mb0, mb1):
         for r in range(MR):
             m = mb * MR + r
@@ -319,18 +414,26 @@ cdef void run_item(const Problem* P, const floating* x_img, floating* out_img,
                     for j in range(tnpos):
                         orow[base + j] = cb[j]
                     continue
-                # Strided phases (transposed conv): one run per grid row, no division
-                # per element.
+                # Strided phases (transposed conv) or a direct plan's grid rows with
+                # discarded columns past wg: one run per grid row, no division per
+                # element.
                 j = 0
-                gi = tp0 // wg
-                gj = tp0 - gi * wg
+                gi = tp0 // pitch
+                gj = tp0 - gi * pitch
                 while j < tnpos:
-                    run = wg - gj
+                    run = pitch - gj
                     if run > tnpos - j:
                         run = tnpos - j
+                    valid_run = wg - gj
+                    if valid_run > run:
+                        valid_run = run
                     base = dst0 + gi * drs + gj * dcs
-                    for q in range(run):
-                        orow[base + q * dcs] = cb[j + q]
+                    if dcs == 1:
+                        for q in range(valid_run):
+                            orow[base + q] = cb[j + q]
+                    else:
+                        for q in range(valid_run):
+                            orow[base + q * dcs] = cb[j + q]
                     j += run
                     gi += 1
                     gj = 0
@@ -354,6 +457,7 @@ cdef int run_problem(const Problem* P, const floating* x, floating* out,
     cdef floating* cbuf
     cdef Py_ssize_t* seg
     cdef int* tile_valid
+    cdef const floating** brow
     cdef int failed = 0
     cdef int* failed_flag = &failed
     if n_items == 0:
@@ -363,8 +467,10 @@ cdef int run_problem(const Problem* P, const floating* x, floating* out,
         cbuf = <floating*> scratch_alloc(mb_per_chunk * max_tiles * MR * nr * sizeof(floating))
         seg = <Py_ssize_t*> scratch_alloc(max_tiles * (SEG_STRIDE + 1) * sizeof(Py_ssize_t))
         tile_valid = <int*> scratch_alloc(max_tiles * sizeof(int))
+        brow = <const floating**> scratch_alloc(KC * sizeof(floating*))
         for item in prange(n_items, schedule="static"):
-            if bpanel == NULL or cbuf == NULL or seg == NULL or tile_valid == NULL:
+            if (bpanel == NULL or cbuf == NULL or seg == NULL or tile_valid == NULL
+                    or brow == NULL):
                 failed_flag[0] = 1
                 continue
             row = item % n_rows
@@ -380,11 +486,12 @@ cdef int run_problem(const Problem* P, const floating* x, floating* out,
             run_item(P, x + n * P.C_in_img * P.H * P.W, out + n * P.C_out_img * P.out_plane,
                      w + g * P.w_group, (bias + g * P.M) if bias != NULL else NULL,
                      g, work[3 * row], work[3 * row + 1], work[3 * row + 2], mb0, mb1,
-                     bpanel, cbuf, seg, tile_valid)
+                     bpanel, cbuf, seg, tile_valid, brow)
         free(bpanel)
         free(cbuf)
         free(seg)
         free(tile_valid)
+        free(brow)
     return -1 if failed else 0
 
 
@@ -425,7 +532,8 @@ def plan_work(phase_positions, Py_ssize_t n_mblocks, Py_ssize_t n_images, Py_ssi
         # Even items, in whole tiles: 1089 positions as 9 x 128 left a last item half
         # empty; as 9 x 128 tiles of 32 -> 8 x 128 + 65 ... -> balanced 9 x 4 tiles.
         n_items = -(-n_pos // step)
-        even = -(-(-(-n_pos // n_items)) // nr) * nr
+        per_item = -(-n_pos // n_items)
+        even = -(-per_item // nr) * nr
         for p0 in range(0, n_pos, even):
             rows.append((phase, p0, min(even, n_pos - p0)))
     return np.asarray(rows, dtype=np.intp).reshape(-1, 3), per_chunk
@@ -437,11 +545,12 @@ class Plan:
 
     __slots__ = ("N", "C_in", "H", "W", "G", "M", "out_plane", "sy", "sx", "tap_dy",
                  "tap_dx", "phase_cols", "positions", "_work", "tap_base", "polyphase", "Cg",
-                 "inplace", "packed_layout", "pack_spec", "prefer_packed", "packed", "K")
+                 "inplace", "packed_layout", "pack_spec", "prefer_packed", "packed", "K",
+                 "direct", "boff", "direct_limit")
 
     def __init__(self, N, C_in, H, W, G, M, out_plane, sy, sx, lda, w_group, aoff, tap_dy,
                  tap_dx, phases, pack_spec, prefer_packed=False, tap_base=None,
-                 polyphase=None, Cg=None):
+                 polyphase=None, Cg=None, direct=None):
         # C_in counts the channels of one image as stored (phase planes included);
         # Cg the input channels one group's taps run over.
         self.N, self.C_in, self.H, self.W, self.G, self.M = N, C_in, H, W, G, M
@@ -469,9 +578,29 @@ class Plan:
         # (stride_h, stride_w, [(row phase, column phase), ...]) when the input is first
         # split into the phase planes the taps read (see conv2d_plan).
         self.polyphase = polyphase
-        # columns: hg, wg, dst0, drs, dcs, tap0, tap1
-        self.phase_cols = np.ascontiguousarray(np.asarray(phases, dtype=np.intp).reshape(-1, 7).T)
-        self.positions = (self.phase_cols[0] * self.phase_cols[1]).tolist()
+        # A DirectSource when B is read in place from zero-bordered source planes of
+        # shape (H, W) (see _direct_geometry); None when B panels are packed.
+        self.direct = direct
+        # columns: hg, wg, dst0, drs, dcs, tap0, tap1, pitch (positions per grid row:
+        # the source width when direct, so a grid row's taps are contiguous runs)
+        phase_cols = np.asarray(phases, dtype=np.intp).reshape(-1, 7)
+        pitch = np.full((len(phase_cols), 1), W) if direct is not None else phase_cols[:, 1:2]
+        self.phase_cols = np.ascontiguousarray(np.hstack([phase_cols, pitch]).T, dtype=np.intp)
+        self.positions = (self.phase_cols[0] * self.phase_cols[7]).tolist()
+        self.boff = np.zeros(0, dtype=np.intp)
+        self.direct_limit = 0
+        if direct is not None:
+            # B row k = (tap t, channel c) of a grid position p lies at boff[k] + p from
+            # the group's first plane.
+            plane = H * W
+            self.boff = np.ascontiguousarray(
+                (self.tap_base + self.tap_dy * W + self.tap_dx)[:, None]
+                + np.arange(self.Cg, dtype=np.intp)[None, :] * plane, dtype=np.intp).reshape(-1)
+            # A tile [p, p + NR) of the last group of the last image reads up to
+            # (G - 1) * Cg * plane + max(boff) + p + NR - 1, which must stay inside the
+            # image's C_in planes plus the slack after the buffer.
+            top = int(self.boff.max()) if len(self.boff) else 0
+            self.direct_limit = C_in * plane + direct.slack - (G - 1) * self.Cg * plane - top
         self._work = {}
 
     def work(self, int n_threads, Py_ssize_t nr):
@@ -530,6 +659,13 @@ def execute(plan, work_plan, layout, const floating[::1] x, floating[::1] out,
     P.ph_dcs = &pc[4, 0]
     P.ph_tap0 = &pc[5, 0]
     P.ph_tap1 = &pc[6, 0]
+    P.ph_pitch = &pc[7, 0]
+    cdef Py_ssize_t[::1] boff = plan.boff
+    P.direct = plan.direct is not None
+    P.boff = &boff[0] if boff.shape[0] else NULL
+    P.direct_limit = plan.direct_limit
+    P.direct_f32 = microkernel_direct_8x32_f32
+    P.direct_f64 = microkernel_direct_4x32_f64
     cdef Py_ssize_t n_rows = work.shape[0]
     cdef Py_ssize_t N = plan.N, G = plan.G
     cdef const floating[::1] bias_view
@@ -548,6 +684,42 @@ def execute(plan, work_plan, layout, const floating[::1] x, floating[::1] out,
         raise MemoryError("cconv: could not allocate per-thread scratch memory")
 
 
+cdef void pack_block(const floating* src, Py_ssize_t src_lda, Py_ssize_t rows,
+                     Py_ssize_t chan_stride, const Py_ssize_t* toff, Py_ssize_t T,
+                     Py_ssize_t Cg, floating* dst) noexcept nogil:
+    """One block of MR output channels: dst[(t*Cg + c)*MR + i] = src[i*src_lda +
+    c*chan_stride + toff[t]] for i < rows, 0 for the rows past them."""
+    cdef const floating* rp[MR]
+    cdef Py_ssize_t i, c, c0, c1, t
+    # Input channels per pass: their source lines stay in L1 over all taps. Sixteen when
+    # a channel's taps are contiguous (OIHW); four when channels lie a multiple of 4 KiB
+    # apart (transposed weights, (C_in, C_out, kh, kw)): those lines share one L1 set,
+    # and sixteen of them in 8 ways thrashed (3.4 GB/s packing DCGAN's 8 MB weights).
+    cdef Py_ssize_t group = 16 if chan_stride * <Py_ssize_t> sizeof(floating) < 1024 else 4
+    cdef floating* d
+    if rows > MR:
+        rows = MR
+    c0 = 0
+    while c0 < Cg:
+        c1 = c0 + group
+        if c1 > Cg:
+            c1 = Cg
+        for t in range(T):
+            # Eight row pointers for this tap (rows past the last repeat it, then get
+            # zeroed), so the copy is eight loads and one contiguous store run per c.
+            for i in range(MR):
+                rp[i] = src + (i if i < rows else rows - 1) * src_lda + toff[t]
+            d = dst + t * Cg * MR
+            for c in range(c0, c1):
+                for i in range(MR):
+                    d[c * MR + i] = rp[i][c * chan_stride]
+            if rows < MR:
+                for c in range(c0, c1):
+                    for i in range(rows, MR):
+                        d[c * MR + i] = 0
+        c0 = c1
+
+
 def _pack_blocks(const floating[::1] w, const Py_ssize_t[::1] tap_off, Py_ssize_t chan_stride,
                  Py_ssize_t src_lda, Py_ssize_t src_group, Py_ssize_t G, Py_ssize_t M,
                  Py_ssize_t Cg, int n_threads):
@@ -561,7 +733,7 @@ def _pack_blocks(const floating[::1] w, const Py_ssize_t[::1] tap_off, Py_ssize_
     thrashing.)
     """
     cdef Py_ssize_t T = tap_off.shape[0], K = T * Cg
-    cdef Py_ssize_t n_blocks = (M + MR - 1) // MR, blk, g, mb, m, i, c, c0, c1, t, rows
+    cdef Py_ssize_t n_blocks = (M + MR - 1) // MR, blk, g, mb
     packed_arr = np.empty(G * n_blocks * K * MR,
                           dtype=np.float32 if floating is float else np.float64)
     cdef floating[::1] packed_view = packed_arr
@@ -570,28 +742,13 @@ def _pack_blocks(const floating[::1] w, const Py_ssize_t[::1] tap_off, Py_ssize_
     cdef floating* packed = &packed_view[0]
     cdef const floating* src = &w[0]
     cdef const Py_ssize_t* toff = &tap_off[0]
-    cdef floating* dst
-    cdef const floating* row
     n_threads = effective_threads(n_threads, G * n_blocks, <double> G * M * K / 8)
     with nogil:
         for blk in prange(G * n_blocks, schedule="static", num_threads=n_threads):
             g = blk // n_blocks
             mb = blk - g * n_blocks
-            rows = M - mb * MR
-            if rows > MR:
-                rows = MR
-            for c0 in range(0, Cg, 16):
-                c1 = c0 + 16
-                if c1 > Cg:
-                    c1 = Cg
-                for t in range(T):
-                    dst = packed + (blk * K + t * Cg) * MR
-                    for c in range(c0, c1):
-                        for i in range(rows):
-                            row = src + g * src_group + (mb * MR + i) * src_lda + c * chan_stride
-                            dst[c * MR + i] = row[toff[t]]
-                        for i in range(rows, MR):
-                            dst[c * MR + i] = 0
+            pack_block(src + g * src_group + mb * MR * src_lda, src_lda, M - mb * MR,
+                       chan_stride, toff, T, Cg, packed + blk * K * MR)
     return packed_arr
 
 
@@ -605,7 +762,7 @@ def run(plan, x, w, bias, out, int n_threads, bint weights_frozen=False):
     nr = NR_F32 if is_float else NR_F64
     w_flat = w.reshape(-1)
     layout = plan.inplace
-    if plan.prefer_packed or (weights_frozen and len(w_flat)):
+    if plan.prefer_packed or plan.direct is not None or (weights_frozen and len(w_flat)):
         layout = plan.packed_layout
         if weights_frozen and plan.packed is not None and plan.packed[0] is w:
             w_flat = plan.packed[1]
@@ -617,7 +774,9 @@ def run(plan, x, w, bias, out, int n_threads, bint weights_frozen=False):
                 plan.packed = (w, w_flat)
     if len(w_flat) == 0:
         w_flat = np.zeros(1, dtype=x.dtype)  # no tap reaches any output: bias only
-    if plan.polyphase is not None:
+    if plan.direct is not None:
+        x = _direct_source(x, plan.direct, n_threads)
+    elif plan.polyphase is not None:
         x = _polyphase_planes(x, plan, n_threads)
     execute(plan, plan.work(n_threads, nr), layout, x.reshape(-1), out.reshape(-1), w_flat,
             bias)
@@ -654,26 +813,98 @@ def _weight_offsets(Py_ssize_t[::1] tap_kh, Py_ssize_t[::1] tap_kw, Py_ssize_t C
 
 
 def _polyphase_planes(x, plan, int n_threads):
-    """Split x into the phase planes a strided plan reads: plane (a, b) of channel c is
-    x[c, a::sh, b::sw], zero-filled to the common (H_s, W_s). A strided conv over x is a
-    unit-stride conv over these planes, so the packer only ever copies contiguous runs."""
+    """Split x into the phase planes a strided packed plan reads: plane (a, b) of channel
+    c is x[c, a::sh, b::sw], zero-filled to the common (H_s, W_s). A strided conv over x
+    is a unit-stride conv over these planes, so the packer only copies contiguous runs."""
     sh, sw, used = plan.polyphase
     N, C, H, W = x.shape
-    planes = np.empty((N, len(used) * C, plan.H, plan.W), dtype=x.dtype)
-    phase_rc = np.asarray(used, dtype=np.intp).reshape(-1, 2)
-    _split_phases(x.reshape(N * C, H, W), planes.reshape(N, len(used), C, plan.H, plan.W),
-                  phase_rc, sh, sw, n_threads)
+    planes = np.empty(N * len(used) * C * plan.H * plan.W, dtype=x.dtype)
+    _fill_source(x.reshape(N * C, H, W), planes, np.asarray(used, dtype=np.intp).reshape(-1, 2),
+                 N, sh, sw, 0, 0, plan.H, plan.W, n_threads)
     return planes
 
 
-def _split_phases(const floating[:, :, ::1] x, floating[:, :, :, :, ::1] planes,
-                  const Py_ssize_t[:, ::1] phase_rc, Py_ssize_t sh, Py_ssize_t sw,
-                  int n_threads):
-    """planes[n, p, c, i, j] = x[n*C + c, a + i*sh, b + j*sw] (0 outside), in parallel."""
-    cdef Py_ssize_t N = planes.shape[0], P = planes.shape[1], C = planes.shape[2]
-    cdef Py_ssize_t Hs = planes.shape[3], Ws = planes.shape[4]
+DirectSource = namedtuple("DirectSource", "sh sw pt pl Hs Ws used copy slack")
+DirectSource.__doc__ = """How a direct plan's source planes come from the input: the input
+zero-bordered by (pt, pl) at the top/left (and as much as the taps need at the
+bottom/right), split into the phases ``used`` of stride (sh, sw), each plane (Hs, Ws);
+``copy`` False when that is the input itself; ``slack`` zeros after the last plane."""
+
+
+def _direct_geometry(H, W, stride, grids):
+    """The source planes of a direct plan, and where each tap reads in them.
+
+    ``grids`` lists (hg, wg, dy, dx) per output phase: grid point (i, j) of tap t reads
+    input (i * sh + dy[t], j * sw + dx[t]). Returns (DirectSource, phase, qy, qx) with,
+    per tap, the index of its phase plane in ``used`` and its non-negative offset there:
+    grid point (i, j) reads plane row i + qy, column j + qx, for every tap, so a run of
+    positions along a grid row of pitch Ws is a contiguous run of the plane.
+    """
+    sh, sw = stride
+    dy = np.concatenate([g[2] for g in grids]).astype(np.intp)
+    dx = np.concatenate([g[3] for g in grids]).astype(np.intp)
+    pt = max(0, -int(dy.min()))
+    pl = max(0, -int(dx.min()))
+    pb = max(0, max((hg - 1) * sh + int(gy.max()) for hg, _, gy, _ in grids) - (H - 1))
+    pr = max(0, max((wg - 1) * sw + int(gx.max()) for _, wg, _, gx in grids) - (W - 1))
+    Hs = -(-(H + pt + pb) // sh)
+    Ws = -(-(W + pl + pr) // sw)
+    ry, rx = dy + pt, dx + pl
+    pairs = list(zip((ry % sh).tolist(), (rx % sw).tolist()))
+    used = sorted(set(pairs))
+    index = {ab: i for i, ab in enumerate(used)}
+    phase = np.array([index[ab] for ab in pairs], dtype=np.intp)
+    qy, qx = ry // sh, rx // sw
+    copy = (pt, pl, pb, pr, sh, sw) != (0, 0, 0, 0, 1, 1)
+    # A tile of the last grid row reads up to max(qy, qx) rows and columns past it.
+    slack = int(qy.max()) * Ws + int(qx.max()) + max(NR_F32, NR_F64) if copy else 0
+    return DirectSource(sh, sw, pt, pl, Hs, Ws, used, copy, slack), phase, qy, qx
+
+
+def _direct_pays(direct_tiles, packed_tiles):
+    """Whether reading B in place (a direct plan) beats packing B panels, from the tiles
+    of positions each computes: a direct plan computes whole rows of its zero-bordered
+    source (Ws columns per grid row where wg are kept), the packed plan only the grid.
+    Packing costs about 20-30% of a 3x3 conv on this machine (r50 64 ch at 56x56: 0.53 of
+    2.65 ms), so a direct plan pays up to that much extra arithmetic.
+    """
+    return 100 * direct_tiles <= 115 * packed_tiles
+
+
+def _grid_tiles(grids, pitch=None):
+    """Tiles of NR_F32 positions over grids of (hg, wg, ...), rows of ``pitch`` if given."""
+    return sum(-(-(g[0] * (g[1] if pitch is None else pitch)) // NR_F32) for g in grids)
+
+
+def _direct_source(x, src, int n_threads):
+    """The flat source planes of a direct plan: (N, len(used), C, Hs, Ws), then the
+    slack; the input itself when it needs no border and no phase split."""
+    if not src.copy:
+        return x
+    N, C, H, W = x.shape
+    n = N * len(src.used) * C * src.Hs * src.Ws
+    planes = np.empty(n + src.slack, dtype=x.dtype)
+    planes[n:] = 0
+    _fill_source(x.reshape(N * C, H, W), planes,
+                 np.asarray(src.used, dtype=np.intp).reshape(-1, 2), N, src.sh, src.sw,
+                 src.pt, src.pl, src.Hs, src.Ws, n_threads)
+    return planes
+
+
+def _fill_source(const floating[:, :, ::1] x, floating[::1] planes,
+                 const Py_ssize_t[:, ::1] phase_rc, Py_ssize_t N, Py_ssize_t sh,
+                 Py_ssize_t sw, Py_ssize_t pt, Py_ssize_t pl, Py_ssize_t Hs, Py_ssize_t Ws,
+                 int n_threads):
+    """planes[(((n*P + p)*C + c)*Hs + i)*Ws + j] = x[n*C + c, a + i*sh - pt, b + j*sw - pl]
+    (0 outside x), for the phases (a, b) = phase_rc[p]; one plane per work item, rows as
+    a zero run, a copied run and a zero run."""
+    cdef Py_ssize_t P = phase_rc.shape[0], C = x.shape[0] // N if N else 0
     cdef Py_ssize_t H = x.shape[1], W = x.shape[2]
-    cdef Py_ssize_t item, n, p, c, rest, i, j, a, b, iy
+    cdef Py_ssize_t item, n, p, c, rest, i, j, a, b, iy, j_lo, j_hi, col0
+    cdef floating* row
+    cdef const floating* src
+    if N * P * C == 0 or Hs * Ws == 0:
+        return
     n_threads = effective_threads(n_threads, N * P * C, <double> N * P * C * Hs * Ws / 4)
     with nogil:
         for item in prange(N * P * C, schedule="static", num_threads=n_threads):
@@ -683,22 +914,58 @@ def _split_phases(const floating[:, :, ::1] x, floating[:, :, :, :, ::1] planes,
             n = rest // P
             a = phase_rc[p, 0]
             b = phase_rc[p, 1]
+            # Columns j with 0 <= b + j*sw - pl < W.
+            j_lo = ceil_div(pl - b, sw)
+            if j_lo < 0:
+                j_lo = 0
+            if j_lo > Ws:
+                j_lo = Ws
+            j_hi = ceil_div(W + pl - b, sw)
+            if j_hi > Ws:
+                j_hi = Ws
+            if j_hi < j_lo:
+                j_hi = j_lo
+            col0 = b + j_lo * sw - pl
             for i in range(Hs):
-                iy = a + i * sh
-                for j in range(Ws):
-                    if iy < H and b + j * sw < W:
-                        planes[n, p, c, i, j] = x[n * C + c, iy, b + j * sw]
-                    else:
-                        planes[n, p, c, i, j] = 0
+                row = &planes[(item * Hs + i) * Ws]
+                iy = a + i * sh - pt
+                if iy < 0 or iy >= H:
+                    for j in range(Ws):
+                        row[j] = 0
+                    continue
+                src = &x[n * C + c, iy, 0]
+                for j in range(j_lo):
+                    row[j] = 0
+                if sw == 1:
+                    for j in range(j_hi - j_lo):
+                        row[j_lo + j] = src[col0 + j]
+                else:
+                    for j in range(j_hi - j_lo):
+                        row[j_lo + j] = src[col0 + j * sw]
+                for j in range(j_hi, Ws):
+                    row[j] = 0
 
 
-def conv2d_plan(x_shape, w_shape, out_shape, stride, padding, dilation, int groups):
+def _choose_direct(b_source, weights_packed, grids, Ws):
+    """Whether a plan reads B in place: ``b_source`` 'direct' / 'packed' forces it (tests
+    run both on every case); None decides by _direct_pays, and only where packing the
+    weights pays anyway (a direct plan always runs on packed weights)."""
+    if b_source is not None:
+        if b_source not in ("direct", "packed"):
+            raise ValueError(f"b_source must be 'direct', 'packed' or None, got {b_source!r}")
+        return b_source == "direct"
+    return weights_packed and _direct_pays(_grid_tiles(grids, Ws), _grid_tiles(grids))
+
+
+def conv2d_plan(x_shape, w_shape, out_shape, stride, padding, dilation, int groups,
+                b_source=None):
     """Plan a standard/grouped/strided/dilated/pointwise conv (NCHW, weight OIHW).
 
     padding is ((top, bottom), (left, right)); only top/left place the taps, the rest
     is already in the output shape. A strided conv is planned on the input's phase
     planes: tap row offset dy = kh*dilation - top = sh*q + a reads plane row a, at grid
-    row i + q, with unit stride.
+    row i + q, with unit stride. A direct plan (see _direct_geometry) takes those
+    planes from the zero-bordered input, a packed plan from the input as it is.
     """
     N, C_in, H, W = x_shape
     C_out, Cg, KH, KW = w_shape
@@ -712,6 +979,14 @@ def conv2d_plan(x_shape, w_shape, out_shape, stride, padding, dilation, int grou
     phases = [[H_out, W_out, 0, W_out, 1, 0, KH * KW]]
     aoff = _weight_offsets(tap_kh, tap_kw, Cg, KW, KH * KW, KW)
     lda = Cg * KH * KW
+    pack_spec = (tap_kh * KW + tap_kw, KH * KW)
+    prefer_packed = _packing_pays(N * H_out * W_out, KH * KW == 1)
+    grids = [(H_out, W_out, tap_dy, tap_dx)]
+    src, phase, qy, qx = _direct_geometry(H, W, stride, grids)
+    if _choose_direct(b_source, prefer_packed, grids, src.Ws):
+        return Plan(N, len(src.used) * C_in, src.Hs, src.Ws, groups, M, H_out * W_out, 1, 1,
+                    lda, M * lda, aoff, qy, qx, phases, pack_spec, True,
+                    tap_base=phase * C_in * src.Hs * src.Ws, Cg=Cg, direct=src)
     tap_base = polyphase = None
     C_img = C_in
     if (sh, sw) != (1, 1):
@@ -726,11 +1001,9 @@ def conv2d_plan(x_shape, w_shape, out_shape, stride, padding, dilation, int grou
         polyphase = (sh, sw, used)
         C_img = len(used) * C_in
         sh = sw = 1
-    prefer_packed = _packing_pays(N * H_out * W_out, KH * KW == 1)
-    plan = Plan(N, C_img, H, W, groups, M, H_out * W_out, sh, sw, lda, M * lda, aoff, tap_dy,
-                tap_dx, phases, (tap_kh * KW + tap_kw, KH * KW), prefer_packed,
-                tap_base=tap_base, polyphase=polyphase, Cg=Cg)
-    return plan
+    return Plan(N, C_img, H, W, groups, M, H_out * W_out, sh, sw, lda, M * lda, aoff, tap_dy,
+                tap_dx, phases, pack_spec, prefer_packed, tap_base=tap_base,
+                polyphase=polyphase, Cg=Cg)
 
 
 def _transpose_phases(size_in, size_out, K, stride, pad_before, dilation):
@@ -749,7 +1022,7 @@ def _transpose_phases(size_in, size_out, K, stride, pad_before, dilation):
 
 
 def conv_transpose2d_plan(x_shape, w_shape, out_shape, stride, padding, dilation,
-                          int groups):
+                          int groups, b_source=None):
     """Plan a transposed conv as a gather over output phases; weight (C_in, C_out/g, kh, kw)."""
     N, C_in, H, W = x_shape
     _, M, KH, KW = w_shape
@@ -782,6 +1055,16 @@ def conv_transpose2d_plan(x_shape, w_shape, out_shape, stride, padding, dilation
     # weights packed once), so those are always packed.
     uses_per_weight = N * max(h * w for h, w, *_ in phases) if phases else 0
     prefer_packed = KH * KW > 4 or _packing_pays(uses_per_weight, False)
+    pack_spec = (tap_kh * KW + tap_kw, M * KH * KW)
+    tap_dy = np.asarray(tap_dy, dtype=np.intp)
+    tap_dx = np.asarray(tap_dx, dtype=np.intp)
+    # Every phase is a unit-stride conv over the same input: one bordered source plane.
+    grids = [(hg, wg, tap_dy[t0:t1], tap_dx[t0:t1]) for hg, wg, _, _, _, t0, t1 in phases
+             if t1 > t0]
+    if grids:
+        src, _, qy, qx = _direct_geometry(H, W, (1, 1), grids)
+        if _choose_direct(b_source, prefer_packed, grids, src.Ws):
+            return Plan(N, C_in, src.Hs, src.Ws, groups, M, H_out * W_out, 1, 1, KH * KW,
+                        Cg * M * KH * KW, aoff, qy, qx, phases, pack_spec, True, direct=src)
     return Plan(N, C_in, H, W, groups, M, H_out * W_out, 1, 1, KH * KW, Cg * M * KH * KW,
-                aoff, tap_dy, tap_dx, phases, (tap_kh * KW + tap_kw, M * KH * KW),
-                prefer_packed)
+                aoff, tap_dy, tap_dx, phases, pack_spec, prefer_packed)

@@ -50,7 +50,8 @@ else
     for t in tests/test_conv2d.py tests/test_conv_transpose2d.py tests/test_depthwise.py \
              tests/test_pointwise.py tests/test_separable.py tests/test_layouts_and_threads.py \
              tests/test_layers.py tests/test_fuzz.py tests/test_concurrency.py \
-             tests/test_params.py tests/test_threads.py; do
+             tests/test_params.py tests/test_threads.py tests/test_b_source.py \
+             tests/test_weight_packing.py; do
         [ -f "$t" ] && args+=("$t")
     done
 fi

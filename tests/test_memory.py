@@ -177,13 +177,16 @@ SLACK = 256 * 2**10  # plans, work tables, small arrays
 def test_peak_python_side_memory_per_call_is_bounded(dtype):
     x = rng.standard_normal((2, 16, 48, 48)).astype(dtype)
     s = np.dtype(dtype).itemsize
+    # A GEMM plan that reads B in place holds one zero-bordered copy of the input (here
+    # bordered by one pixel on every side).
+    bordered = 2 * 16 * 50 * 50 * s
     w = rng.standard_normal((32, 8, 3, 3)).astype(dtype)
     peak, out = _traced_peak(lambda: cconv.conv2d(x, w, padding=1, groups=2))
-    assert peak <= out.nbytes + _packed_weight_bytes(2, 16, 9 * 8, s) + SLACK
+    assert peak <= out.nbytes + bordered + _packed_weight_bytes(2, 16, 9 * 8, s) + SLACK
 
     wt = rng.standard_normal((16, 12, 4, 4)).astype(dtype)
     peak, out = _traced_peak(lambda: cconv.conv_transpose2d(x, wt, stride=2, padding=1))
-    assert peak <= out.nbytes + _packed_weight_bytes(1, 12, 16 * 16, s) + SLACK
+    assert peak <= out.nbytes + bordered + _packed_weight_bytes(1, 12, 16 * 16, s) + SLACK
 
     dw = rng.standard_normal((32, 1, 5, 5)).astype(dtype)
     peak, out = _traced_peak(lambda: cconv.depthwise_conv2d(x, dw, padding=2))
