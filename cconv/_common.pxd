@@ -40,3 +40,14 @@ cdef inline int effective_threads(int requested, Py_ssize_t n_items,
     if requested < cap:
         return requested
     return <int> cap
+
+# A hint to fetch the cache line holding p (gcc's builtin; a no-op where unsupported).
+cdef extern from *:
+    """
+    #if defined(__GNUC__)
+    #define cconv_prefetch(p) __builtin_prefetch((const void*)(p))
+    #else
+    #define cconv_prefetch(p) ((void)0)
+    #endif
+    """
+    void cconv_prefetch(const void* p) noexcept nogil

@@ -52,7 +52,8 @@ import numpy as np
 from cython cimport floating
 from cython.parallel cimport prange, parallel
 
-from cconv._common cimport scratch_alloc, free, floor_div, ceil_div, effective_threads
+from cconv._common cimport (scratch_alloc, free, floor_div, ceil_div, effective_threads,
+                            cconv_prefetch)
 from cconv._microkernel cimport (MR, NR_F32, NR_F64, KC, microkernel, microkernel_packed,
                                  microkernel_direct_8x32_f32, microkernel_direct_4x32_f64)
 
@@ -245,6 +246,12 @@ cdef void direct_blocks(const Problem* P, const floating* x_group, const floatin
             if tp0 + nr <= limit:
                 for r in range(kc):
                     brow[r] = x_group + P.boff[k + r] + tp0
+                    # The next tile's B rows, while this one computes: a K-block reads
+                    # up to 256 rows of different planes, more streams than the
+                    # hardware prefetchers follow (1x1 convs on inputs larger than L3
+                    # ran 25% slower without this).
+                    cconv_prefetch(brow[r] + nr)
+                    cconv_prefetch(brow[r] + nr + (nr - 1))
             else:
                 gi = tp0 // pitch
                 gj = tp0 - gi * pitch
