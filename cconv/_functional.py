@@ -82,12 +82,14 @@ def _gemm_plan(plan_cache, transposed, x_shape, w_shape, out_shape, stride, padd
 
 
 def _convolution(op: str, input, weight, bias=None, plan_cache=None, b_source=None,
-                 **kwargs):
+                 algorithm=None, **kwargs):
     """The funnel. ``plan_cache`` (a dict owned by a layer object) keeps GEMM plans per
     input shape, so repeated calls skip planning. ``b_source`` ('direct' / 'packed')
-    forces how the GEMM engine reads its input (for tests; None lets the plan choose)."""
+    forces how the GEMM engine reads its input and ``algorithm`` which kernel family
+    runs (both for tests, so that every path meets every case; None chooses)."""
     p, a = normalize(op, input, weight, bias, **kwargs)
-    algorithm = select_algorithm(p)
+    if algorithm is None:
+        algorithm = select_algorithm(p)
     out = a["out"]
     if out is None:
         out = np.empty(p.output_shape, dtype=p.dtype)
@@ -109,6 +111,8 @@ def _convolution(op: str, input, weight, bias=None, plan_cache=None, b_source=No
         plan = _gemm_plan(plan_cache, False, mid.shape, pw.shape, p.output_shape, (1, 1),
                           _NO_PADDING, (1, 1), 1, b_source)
         _igemm.run(plan, mid, pw, a["pw_b"], out, p.n_threads)
+    elif algorithm is Algorithm.TRANSPOSED_COL2IM:
+        _transposed_col2im(p, x, a["w"], a["b"], out, plan_cache, b_source)
     elif algorithm is Algorithm.DEPTHWISE:
         _depthwise.depthwise_forward(x, a["w"], a["b"], out, p.stride, padding, p.dilation,
                                      p.n_threads)
@@ -122,6 +126,31 @@ def _convolution(op: str, input, weight, bias=None, plan_cache=None, b_source=No
     if a["out"] is not None:
         return kwargs["out"]
     return out if p.batched else out[0]
+
+
+def _transposed_col2im(p: ConvParams, x, w, bias, out, plan_cache, b_source):
+    """A transposed conv with few input pixels as one GEMM and a gather.
+
+    Per group g, Y_g = X_g^T W_g: rows the P = N*H*W input pixels, columns the
+    (output channel, tap) pairs, k the group's input channels. That is a grouped 1x1
+    conv whose "input" is the weight tensor viewed as (1, C_in, 1, C_out/g * kh * kw)
+    and whose "weight" is the pixels, (g * P, C_in/g, 1, 1): the weights stream through
+    the engine once, in place. Then every output element gathers its taps from Y.
+    """
+    N, C_in, H, W = x.shape
+    G = p.groups
+    Cg, M, KH, KW = C_in // G, w.shape[1], w.shape[2], w.shape[3]
+    P, MT = N * H * W, M * KH * KW
+    pixels = np.ascontiguousarray(
+        x.reshape(N, G, Cg, H * W).transpose(1, 0, 3, 2)).reshape(G * P, Cg, 1, 1)
+    taps = w.reshape(1, C_in, 1, MT)
+    y = np.empty((1, G * P, 1, MT), dtype=x.dtype)
+    plan = _gemm_plan(plan_cache, False, taps.shape, pixels.shape, y.shape, (1, 1),
+                      _NO_PADDING, (1, 1), G, b_source)
+    # Never weights_frozen: this GEMM's "weights" are the input pixels.
+    _igemm.run(plan, taps, pixels, None, y, p.n_threads)
+    _igemm.col2im(y.reshape(G, N, H, W, M, KH, KW), bias, out, p.stride, p.padding,
+                  p.dilation, p.n_threads)
 
 
 def conv2d(input, weight, bias=None, stride=1, padding=0, dilation=1, groups=1, *,

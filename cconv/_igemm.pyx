@@ -964,6 +964,67 @@ def _choose_direct(b_source, weights_packed, grids, Ws):
     return weights_packed and _direct_pays(_grid_tiles(grids, Ws), _grid_tiles(grids))
 
 
+def col2im(const floating[:, :, :, :, :, :, ::1] y, bias, floating[:, :, :, ::1] out,
+           stride, padding, dilation, int n_threads):
+    """The gather of a transposed conv computed as Y = pixels x weights.
+
+    y[g, n, iy, ix, m, kh, kw] is input pixel (iy, ix)'s product with the weights of
+    output channel g*M + m at tap (kh, kw); it lands on output row iy*sh - top + kh*dh,
+    column ix*sw - left + kw*dw. One work item per output plane (n, channel): it starts
+    from the bias and adds its terms in (iy, kh, ix, kw) order, so every output element
+    is summed by one thread in a fixed order (no racing scatter, the same bits for any
+    thread count).
+    """
+    cdef Py_ssize_t G = y.shape[0], N = y.shape[1], H = y.shape[2], W = y.shape[3]
+    cdef Py_ssize_t M = y.shape[4], KH = y.shape[5], KW = y.shape[6]
+    cdef Py_ssize_t Ho = out.shape[2], Wo = out.shape[3]
+    cdef Py_ssize_t sh = stride[0], sw = stride[1], dh = dilation[0], dw = dilation[1]
+    cdef Py_ssize_t pt = padding[0][0], pl = padding[1][0]
+    cdef Py_ssize_t item, n, g, m, rest, iy, ix, kh, kw, oy, kw_lo, kw_hi, col0, q
+    cdef floating b
+    cdef floating* plane
+    cdef floating* orow
+    cdef const floating* src
+    cdef const floating[::1] bias_view
+    cdef const floating* bias_ptr = NULL
+    if bias is not None:
+        bias_view = bias
+        bias_ptr = &bias_view[0]
+    cdef Py_ssize_t n_items = N * G * M
+    if n_items == 0 or Ho * Wo == 0:
+        return out
+    n_threads = effective_threads(n_threads, n_items, <double> n_items * H * W * KH * KW)
+    with nogil:
+        for item in prange(n_items, schedule="static", num_threads=n_threads):
+            m = item % M
+            rest = item // M
+            g = rest % G
+            n = rest // G
+            plane = &out[n, g * M + m, 0, 0]
+            b = bias_ptr[g * M + m] if bias_ptr != NULL else 0
+            for q in range(Ho * Wo):
+                plane[q] = b
+            for iy in range(H):
+                for kh in range(KH):
+                    oy = iy * sh - pt + kh * dh
+                    if oy < 0 or oy >= Ho:
+                        continue
+                    orow = plane + oy * Wo
+                    for ix in range(W):
+                        # Taps kw landing inside the row: 0 <= ix*sw - left + kw*dw < Wo.
+                        col0 = ix * sw - pl
+                        kw_lo = ceil_div(-col0, dw)
+                        if kw_lo < 0:
+                            kw_lo = 0
+                        kw_hi = floor_div(Wo - 1 - col0, dw) + 1
+                        if kw_hi > KW:
+                            kw_hi = KW
+                        src = &y[g, n, iy, ix, m, kh, 0]
+                        for kw in range(kw_lo, kw_hi):
+                            orow[col0 + kw * dw] += src[kw]
+    return out
+
+
 def conv2d_plan(x_shape, w_shape, out_shape, stride, padding, dilation, int groups,
                 b_source=None):
     """Plan a standard/grouped/strided/dilated/pointwise conv (NCHW, weight OIHW).

@@ -18,15 +18,20 @@ cconv = require_cconv()
 
 import cases  # noqa: E402
 from cconv import _functional, _igemm  # noqa: E402
+from cconv._dispatch import Algorithm  # noqa: E402
 
 
 class _Forced:
-    """The public functions with the GEMM engine's B source forced."""
+    """The public functions with the GEMM engine's B source forced (and transposed convs
+    on the phase GEMM, which small inputs would otherwise not reach)."""
 
     def __init__(self, b_source):
-        for op in ("conv2d", "conv_transpose2d", "pointwise_conv2d", "separable_conv2d"):
+        for op in ("conv2d", "pointwise_conv2d", "separable_conv2d"):
             setattr(self, op, functools.partial(_functional._convolution, op,
                                                 b_source=b_source))
+        self.conv_transpose2d = functools.partial(
+            _functional._convolution, "conv_transpose2d", b_source=b_source,
+            algorithm=Algorithm.TRANSPOSED_PHASES)
 
 
 DIRECT, PACKED = _Forced("direct"), _Forced("packed")

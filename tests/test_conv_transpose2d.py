@@ -23,6 +23,40 @@ def test_conv_transpose2d_matches_reference_over_stride_padding_output_padding(c
     check_case(cconv, case, dtype)
 
 
+class _TransposedBy:
+    """conv_transpose2d forced onto one algorithm, whatever the input size picks."""
+
+    def __init__(self, algorithm):
+        import functools
+
+        from cconv import _functional
+        self.conv_transpose2d = functools.partial(_functional._convolution,
+                                                  "conv_transpose2d", algorithm=algorithm)
+
+
+@pytest.mark.parametrize("algorithm", ["TRANSPOSED_PHASES", "TRANSPOSED_COL2IM"])
+@pytest.mark.parametrize("case", cases.conv_transpose2d_awkward()
+                         + cases.conv_transpose2d_product_grid(), ids=str)
+@pytest.mark.parametrize("dtype", DTYPES, ids=lambda d: np.dtype(d).name)
+def test_both_transposed_algorithms_match_the_reference(case, dtype, algorithm):
+    from cconv._dispatch import Algorithm
+    check_case(_TransposedBy(Algorithm[algorithm]), case, dtype)
+
+
+@pytest.mark.parametrize("n_threads", [2, 3])
+def test_col2im_gives_the_same_bits_for_any_thread_count(n_threads):
+    from cconv import _functional
+    from cconv._dispatch import Algorithm
+    rng = np.random.default_rng(5)
+    x = rng.standard_normal((2, 12, 5, 6)).astype(np.float32)
+    w = rng.standard_normal((12, 7, 4, 4)).astype(np.float32)
+    b = rng.standard_normal(21).astype(np.float32)
+    run = lambda n: _functional._convolution(  # noqa: E731
+        "conv_transpose2d", x, w, b, stride=2, padding=1, groups=3, n_threads=n,
+        algorithm=Algorithm.TRANSPOSED_COL2IM)
+    np.testing.assert_array_equal(run(1), run(n_threads))
+
+
 @pytest.mark.parametrize("size,k,s,p,op,d", [
     (1, 1, 1, 0, 0, 1), (5, 3, 2, 1, 1, 1), (4, 4, 2, 1, 0, 1), (3, 2, 3, 0, 2, 1),
     (3, 3, 1, 0, 1, 2), (7, 5, 3, 2, 2, 2), (2, 16, 8, 4, 0, 1),
