@@ -41,13 +41,14 @@ cdef inline int effective_threads(int requested, Py_ssize_t n_items,
         return requested
     return <int> cap
 
-# A hint to fetch the cache line holding p (gcc's builtin; a no-op where unsupported).
+# A hint to fetch the cache line holding p into L2 (gcc's builtin, read, locality 2; a
+# no-op where unsupported).
 cdef extern from *:
     """
     #if defined(__GNUC__)
-    #define cconv_prefetch(p) __builtin_prefetch((const void*)(p))
+    #define cconv_prefetch_l2(p) __builtin_prefetch((const void*)(p), 0, 2)
     #else
-    #define cconv_prefetch(p) ((void)0)
+    #define cconv_prefetch_l2(p) ((void)0)
     #endif
     """
-    void cconv_prefetch(const void* p) noexcept nogil
+    void cconv_prefetch_l2(const void* p) noexcept nogil

@@ -53,7 +53,7 @@ from cython cimport floating
 from cython.parallel cimport prange, parallel
 
 from cconv._common cimport (scratch_alloc, free, floor_div, ceil_div, effective_threads,
-                            cconv_prefetch)
+                            cconv_prefetch_l2)
 from cconv._microkernel cimport (MR, NR_F32, NR_F64, KC, microkernel, microkernel_packed,
                                  microkernel_direct_8x32_f32, microkernel_direct_4x32_f64)
 
@@ -68,10 +68,10 @@ cdef enum:
 # into run_item, gcc's register allocator ran out of registers around the loop and
 # spilled accumulators and B rows to the stack (half speed); an out-of-line call per
 # K-block of 256 k costs nothing measurable.
-ctypedef void (*direct_kernel_f32)(Py_ssize_t, const float*, const float* const*,
-                                   float*) noexcept nogil
-ctypedef void (*direct_kernel_f64)(Py_ssize_t, const double*, const double* const*,
-                                   double*) noexcept nogil
+ctypedef void (*direct_kernel_f32)(Py_ssize_t, const float*, const float*,
+                                   const Py_ssize_t*, float*) noexcept nogil
+ctypedef void (*direct_kernel_f64)(Py_ssize_t, const double*, const double*,
+                                   const Py_ssize_t*, double*) noexcept nogil
 
 
 # ---------------------------------------------------------------------------------
@@ -215,12 +215,16 @@ cdef inline int block_has_nonfinite(const floating* a0, Py_ssize_t lda, Py_ssize
 
 cdef void direct_blocks(const Problem* P, const floating* x_group, const floating* w_group,
                        Py_ssize_t phase, Py_ssize_t p0, Py_ssize_t ntiles, Py_ssize_t mb0,
-                       Py_ssize_t mb1, floating* bpanel, floating* cbuf, Py_ssize_t* mask,
-                       const floating** brow) noexcept nogil:
+                       Py_ssize_t mb1, floating* bpanel, floating* cbuf,
+                       Py_ssize_t* mask) noexcept nogil:
     """The K loop of a direct plan: B rows of a tile are read where they lie in the source
-    planes (tap offset + position), so no panel is packed. A tile whose reads would pass
-    the end of the grid or of the buffer (the last of a phase) is packed instead, with
-    its positions outside the grid's valid columns set to zero."""
+    planes (tap offset + position), so no panel is packed.
+
+    Tile by tile, m-block by m-block, every K-block in turn: the (m-block, tile) C block
+    stays in L1 over the whole reduction, and each output still sums its K-blocks in
+    order (the same bits as any other order). A tile whose reads would pass the end of
+    the grid or of the buffer (the last of a phase) is packed instead, K-block by
+    K-block, with its positions outside the grid's valid columns set to zero."""
     cdef Py_ssize_t nr
     if floating is float:
         nr = NR_F32
@@ -230,66 +234,77 @@ cdef void direct_blocks(const Problem* P, const floating* x_group, const floatin
     cdef Py_ssize_t pitch = P.ph_pitch[phase], wg = P.ph_wg[phase]
     cdef Py_ssize_t grid_end = P.ph_hg[phase] * pitch
     cdef Py_ssize_t limit = grid_end if grid_end < P.direct_limit else P.direct_limit
-    cdef Py_ssize_t k = P.ph_tap0[phase] * P.Cg, k_end = P.ph_tap1[phase] * P.Cg
-    cdef Py_ssize_t kb_end, kc, tile, tp0, mb, rows, q, r, gi, gj
+    cdef Py_ssize_t k0 = P.ph_tap0[phase] * P.Cg, k_end = P.ph_tap1[phase] * P.Cg
+    cdef Py_ssize_t k, kb_end, kc, tile, tp0, mb, rows, q, r, gi, gj
     cdef const floating* src
+    cdef const floating* b
     cdef const floating* a
     cdef floating* row
     cdef floating* cb
-    while k < k_end:
-        kb_end = k + KC
-        if kb_end > k_end:
-            kb_end = k_end
-        kc = kb_end - k
-        for tile in range(ntiles):
-            tp0 = p0 + tile * nr
-            if tp0 + nr <= limit:
-                for r in range(kc):
-                    brow[r] = x_group + P.boff[k + r] + tp0
-                    # The next tile's B rows, while this one computes: a K-block reads
-                    # up to 256 rows of different planes, more streams than the
-                    # hardware prefetchers follow (1x1 convs on inputs larger than L3
-                    # ran 25% slower without this).
-                    cconv_prefetch(brow[r] + nr)
-                    cconv_prefetch(brow[r] + nr + (nr - 1))
-            else:
-                gi = tp0 // pitch
-                gj = tp0 - gi * pitch
-                for q in range(nr):
-                    mask[q] = tp0 + q < grid_end and gj < wg
-                    gj += 1
-                    if gj == pitch:
-                        gj = 0
-                for r in range(kc):
-                    src = x_group + P.boff[k + r] + tp0
-                    row = bpanel + r * nr
-                    for q in range(nr):
-                        row[q] = src[q] if mask[q] else 0
+    for tile in range(ntiles):
+        tp0 = p0 + tile * nr
+        if tp0 + nr <= limit:
+            b = x_group + tp0
+            if tp0 + 2 * nr <= limit:
+                # The next tile's B rows, into L2 while this one computes: a tile reads
+                # K rows of different planes, more streams than the hardware
+                # prefetchers follow (1x1 convs on inputs larger than L3 ran 25% slower
+                # without this).
+                for k in range(k0, k_end):
+                    cconv_prefetch_l2(b + P.boff[k] + nr)
+                    cconv_prefetch_l2(b + P.boff[k] + 2 * nr - 1)
             for mb in range(mb0, mb1):
                 rows = P.M - mb * MR
                 if rows > MR:
                     rows = MR
-                if tp0 + nr > limit:
-                    microkernel_packed(kc, w_group + mb * P.mb_stride + k * MR, rows,
-                                       bpanel, nr,
-                                       cbuf + ((mb - mb0) * ntiles + tile) * tile_block)
-                else:
-                    cb = cbuf + ((mb - mb0) * ntiles + tile) * tile_block
+                cb = cbuf + ((mb - mb0) * ntiles + tile) * tile_block
+                k = k0
+                while k < k_end:
+                    kb_end = k + KC
+                    if kb_end > k_end:
+                        kb_end = k_end
+                    kc = kb_end - k
                     a = w_group + mb * P.mb_stride + k * MR
                     if floating is float:
-                        P.direct_f32(kc, a, brow, cb)
+                        P.direct_f32(kc, a, b, P.boff + k, cb)
                     else:
-                        P.direct_f64(kc, a, brow, cb)
+                        P.direct_f64(kc, a, b, P.boff + k, cb)
                         if rows > 4:
-                            P.direct_f64(kc, a + 4, brow, cb + 4 * nr)
-        k = kb_end
+                            P.direct_f64(kc, a + 4, b, P.boff + k, cb + 4 * nr)
+                    k = kb_end
+            continue
+        gi = tp0 // pitch
+        gj = tp0 - gi * pitch
+        for q in range(nr):
+            mask[q] = tp0 + q < grid_end and gj < wg
+            gj += 1
+            if gj == pitch:
+                gj = 0
+        k = k0
+        while k < k_end:
+            kb_end = k + KC
+            if kb_end > k_end:
+                kb_end = k_end
+            kc = kb_end - k
+            for r in range(kc):
+                src = x_group + P.boff[k + r] + tp0
+                row = bpanel + r * nr
+                for q in range(nr):
+                    row[q] = src[q] if mask[q] else 0
+            for mb in range(mb0, mb1):
+                rows = P.M - mb * MR
+                if rows > MR:
+                    rows = MR
+                microkernel_packed(kc, w_group + mb * P.mb_stride + k * MR, rows, bpanel, nr,
+                                   cbuf + ((mb - mb0) * ntiles + tile) * tile_block)
+            k = kb_end
 
 
 cdef void run_item(const Problem* P, const floating* x_img, floating* out_img,
                    const floating* w_group, const floating* bias_group, Py_ssize_t g,
                    Py_ssize_t phase, Py_ssize_t p0, Py_ssize_t npos_item, Py_ssize_t mb0,
                    Py_ssize_t mb1, floating* bpanel, floating* cbuf, Py_ssize_t* seg,
-                   int* tile_valid, const floating** brow) noexcept nogil:
+                   int* tile_valid) noexcept nogil:
     # seg holds one segment table per tile (SEG_STRIDE each), then each tile's count.
     """All output channels [mb0*MR, mb1*MR) x positions [p0, p0+npos_item) of one phase."""
     cdef Py_ssize_t nr
@@ -327,8 +342,7 @@ cdef void run_item(const Problem* P, const floating* x_img, floating* out_img,
     k = P.ph_tap0[phase] * P.Cg
     k_end = P.ph_tap1[phase] * P.Cg
     if P.direct:
-        direct_blocks(P, x_group, w_group, phase, p0, ntiles, mb0, mb1, bpanel, cbuf, seg,
-                      brow)
+        direct_blocks(P, x_group, w_group, phase, p0, ntiles, mb0, mb1, bpanel, cbuf, seg)
         k = k_end
     while k < k_end:
         kb_end = k + KC
@@ -464,7 +478,6 @@ cdef int run_problem(const Problem* P, const floating* x, floating* out,
     cdef floating* cbuf
     cdef Py_ssize_t* seg
     cdef int* tile_valid
-    cdef const floating** brow
     cdef int failed = 0
     cdef int* failed_flag = &failed
     if n_items == 0:
@@ -474,10 +487,8 @@ cdef int run_problem(const Problem* P, const floating* x, floating* out,
         cbuf = <floating*> scratch_alloc(mb_per_chunk * max_tiles * MR * nr * sizeof(floating))
         seg = <Py_ssize_t*> scratch_alloc(max_tiles * (SEG_STRIDE + 1) * sizeof(Py_ssize_t))
         tile_valid = <int*> scratch_alloc(max_tiles * sizeof(int))
-        brow = <const floating**> scratch_alloc(KC * sizeof(floating*))
         for item in prange(n_items, schedule="static"):
-            if (bpanel == NULL or cbuf == NULL or seg == NULL or tile_valid == NULL
-                    or brow == NULL):
+            if bpanel == NULL or cbuf == NULL or seg == NULL or tile_valid == NULL:
                 failed_flag[0] = 1
                 continue
             row = item % n_rows
@@ -493,12 +504,11 @@ cdef int run_problem(const Problem* P, const floating* x, floating* out,
             run_item(P, x + n * P.C_in_img * P.H * P.W, out + n * P.C_out_img * P.out_plane,
                      w + g * P.w_group, (bias + g * P.M) if bias != NULL else NULL,
                      g, work[3 * row], work[3 * row + 1], work[3 * row + 2], mb0, mb1,
-                     bpanel, cbuf, seg, tile_valid, brow)
+                     bpanel, cbuf, seg, tile_valid)
         free(bpanel)
         free(cbuf)
         free(seg)
         free(tile_valid)
-        free(brow)
     return -1 if failed else 0
 
 

@@ -128,14 +128,13 @@ cdef inline void microkernel_packed_4x32_f64(Py_ssize_t kc, const double* a,
 
 
 
-# Direct-B micro-kernels: packed A as above, and B row k read in place at brow[k]
+# Direct-B micro-kernels: packed A as above, and B row k read in place at b + boff[k]
 # (NR contiguous values of a zero-bordered input plane), so a tile needs no B panel at
-# all. A table of row pointers rather than a base and an offset table: one general
-# register fewer, which is the difference between gcc keeping the loop in registers
-# and spilling the B rows to the stack (half speed).
+# all. Called out of line (see _igemm.pyx): inlined into a large caller, gcc ran out of
+# registers around this loop and spilled accumulators to the stack.
 
 cdef inline void microkernel_direct_8x32_f32(Py_ssize_t kc, const float* a,
-                                             const float* const* brow,
+                                             const float* b, const Py_ssize_t* boff,
                                              float* c) noexcept nogil:
     cdef float acc[8][32]
     cdef Py_ssize_t i, j, k
@@ -145,7 +144,7 @@ cdef inline void microkernel_direct_8x32_f32(Py_ssize_t kc, const float* a,
         for j in range(32):
             acc[i][j] = 0
     for k in range(kc):
-        bk = brow[k]
+        bk = b + boff[k]
         for i in range(8):
             ai = a[k * 8 + i]
             for j in range(32):
@@ -156,7 +155,7 @@ cdef inline void microkernel_direct_8x32_f32(Py_ssize_t kc, const float* a,
 
 
 cdef inline void microkernel_direct_4x32_f64(Py_ssize_t kc, const double* a,
-                                             const double* const* brow,
+                                             const double* b, const Py_ssize_t* boff,
                                              double* c) noexcept nogil:
     # Rows i < 4 of an MR = 8 packed block (a points at the first of the four).
     cdef double acc[4][32]
@@ -167,7 +166,7 @@ cdef inline void microkernel_direct_4x32_f64(Py_ssize_t kc, const double* a,
         for j in range(32):
             acc[i][j] = 0
     for k in range(kc):
-        bk = brow[k]
+        bk = b + boff[k]
         for i in range(4):
             ai = a[k * 8 + i]
             for j in range(32):
