@@ -110,6 +110,12 @@ cdef struct Problem:
     direct_kernel_f64 direct_f64
 
 
+cdef inline Py_ssize_t kblock_end(Py_ssize_t k, Py_ssize_t k_end) noexcept nogil:
+    """End of the K-block starting at k: blocks of KC, the last one shorter. Every path
+    sums an output's K-blocks in this order, which fixes its bits."""
+    return k + KC if k + KC < k_end else k_end
+
+
 cdef inline Py_ssize_t build_segments(const Problem* P, Py_ssize_t wg, Py_ssize_t p0,
                                       Py_ssize_t npos, Py_ssize_t nr, Py_ssize_t dy,
                                       Py_ssize_t dx, Py_ssize_t* seg,
@@ -260,9 +266,7 @@ cdef void direct_blocks(const Problem* P, const floating* x_group, const floatin
                 cb = cbuf + ((mb - mb0) * ntiles + tile) * tile_block
                 k = k0
                 while k < k_end:
-                    kb_end = k + KC
-                    if kb_end > k_end:
-                        kb_end = k_end
+                    kb_end = kblock_end(k, k_end)
                     kc = kb_end - k
                     a = w_group + mb * P.mb_stride + k * MR
                     if floating is float:
@@ -282,9 +286,7 @@ cdef void direct_blocks(const Problem* P, const floating* x_group, const floatin
                 gj = 0
         k = k0
         while k < k_end:
-            kb_end = k + KC
-            if kb_end > k_end:
-                kb_end = k_end
+            kb_end = kblock_end(k, k_end)
             kc = kb_end - k
             for r in range(kc):
                 src = x_group + P.boff[k + r] + tp0
@@ -345,9 +347,7 @@ cdef void run_item(const Problem* P, const floating* x_img, floating* out_img,
         direct_blocks(P, x_group, w_group, phase, p0, ntiles, mb0, mb1, bpanel, cbuf, seg)
         k = k_end
     while k < k_end:
-        kb_end = k + KC
-        if kb_end > k_end:
-            kb_end = k_end
+        kb_end = kblock_end(k, k_end)
         kc = kb_end - k
         for tile in range(ntiles):
             tile_valid[tile] = 0
