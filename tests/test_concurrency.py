@@ -38,6 +38,8 @@ PROBLEMS = {
                                                           output_padding=1, n_threads=nt),
     "depthwise_conv2d": lambda nt: cconv.depthwise_conv2d(X32, W_DW, padding="same",
                                                           n_threads=nt),
+    "conv_transpose2d_few_pixels": lambda nt: cconv.conv_transpose2d(  # col2im path
+        X_SMALL, W_T_SMALL, B_T_SMALL, stride=2, padding=1, groups=2, n_threads=nt),
     "pointwise_conv2d": lambda nt: cconv.pointwise_conv2d(X64, W_PW64, n_threads=nt),
     "separable_conv2d": lambda nt: cconv.separable_conv2d(X32, W_DW, W_PW, stride=2,
                                                           padding=2, n_threads=nt),
@@ -47,6 +49,7 @@ W_CONV64 = _r(7, 12, 3, 5, dtype=np.float64)
 W_T = _r(12, 5, 4, 3)
 W_DW = _r(24, 1, 5, 5)
 W_PW, W_PW64 = _r(9, 24), _r(20, 12, dtype=np.float64)
+X_SMALL, W_T_SMALL, B_T_SMALL = _r(1, 16, 5, 6), _r(16, 12, 4, 4), _r(24)
 
 
 @pytest.fixture(scope="module")
