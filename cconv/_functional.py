@@ -63,9 +63,11 @@ def _build_gemm_plan(transposed, x_shape, w_shape, out_shape, stride, padding, d
 
 # Plans depend only on shapes and arguments; building one costs 50-100 us of Python
 # (tap tables, work lists), which dominated small layers. Shared between calls and
-# threads (a plan is read-only but for its per-thread-count work cache). Layer objects
+# threads (a plan is read-only but for its per-thread-count work cache). A plan holds a
+# few index tables of K entries (at most about 0.5 MB, for ASPP's 2048-channel 3x3), so
+# 128 of them stay small; a network has a few dozen distinct layer shapes. Layer objects
 # keep private plans instead: they also hold packed weights.
-_shared_gemm_plan = functools.lru_cache(maxsize=256)(_build_gemm_plan)
+_shared_gemm_plan = functools.lru_cache(maxsize=128)(_build_gemm_plan)
 
 
 def _gemm_plan(plan_cache, transposed, x_shape, w_shape, out_shape, stride, padding,
