@@ -26,7 +26,26 @@ from cython cimport floating
 from cython.parallel cimport prange, parallel
 
 from cconv._common cimport scratch_alloc, free, memset, effective_threads
-from cconv._dwrows cimport (BLOCK_F32, BLOCK_F64, taps_span, row_3x3_s1, dw_output_row)
+from cconv._dwrows cimport (BLOCK_F32, BLOCK_F64, CCONV_DW_SIMD, taps_span, row_3x3_s1,
+                            dw3x3_band, dw_output_row)
+
+# The AVX-512 3x3 stride-1 band kernel where the build has it (see _dwrows.pxd). Tests
+# turn it off to compare it bit for bit with the plain kernels.
+cdef bint simd_band = CCONV_DW_SIMD
+
+
+def simd_band_available():
+    """Whether this build has the AVX-512 3x3 band kernel."""
+    return bool(CCONV_DW_SIMD)
+
+
+def _set_simd_band(bint enabled):
+    """Use the SIMD band kernel (if built) for 3x3 stride-1 planes; returns the old
+    setting. For tests: both paths give the same bits."""
+    global simd_band
+    old = simd_band
+    simd_band = enabled and CCONV_DW_SIMD
+    return old
 
 
 cdef void depthwise_plane(const floating* xplane, floating* padded, floating* full,
@@ -35,7 +54,7 @@ cdef void depthwise_plane(const floating* xplane, floating* padded, floating* fu
                           Py_ssize_t W, Py_ssize_t pt, Py_ssize_t pl, Py_ssize_t Wp,
                           Py_ssize_t T, Py_ssize_t row3, Py_ssize_t sh, Py_ssize_t sw,
                           Py_ssize_t dh, Py_ssize_t dw, Py_ssize_t Ho, Py_ssize_t Wo,
-                          bint flat) noexcept nogil:
+                          bint flat, bint band) noexcept nogil:
     cdef Py_ssize_t i, q, j, oh
     cdef floating b
     cdef floating* out_j
@@ -51,6 +70,9 @@ cdef void depthwise_plane(const floating* xplane, floating* padded, floating* fu
         out_j = out_c + j * Ho * Wo
         w_j = w_c + j * T
         b = bias_c[j] if bias_c != NULL else 0
+        if band:
+            dw3x3_band(out_j, Wo, padded, Wp, dh, dw, w_j, Ho, Wo, b)
+            continue
         if flat:
             # Small planes: one span over the flattened padded plane (rows of Wp), then
             # keep the valid Wo columns of each row.
@@ -103,6 +125,7 @@ def depthwise_forward(const floating[:, :, :, ::1] x, const floating[:, :, :, ::
             off[kh * KW + kw] = kh * dh * Wp + kw * dw
     # Small rows waste most of a register block: run them as one flattened span.
     cdef bint flat = sh == 1 and sw == 1 and Wo < bw
+    cdef bint band = simd_band and KH == 3 and KW == 3 and sh == 1 and sw == 1
     # Reads may run one block (at stride 2, two) past the last row used.
     cdef Py_ssize_t plane_alloc = Hp * Wp + 2 * bw * sw + Wp + 64
     cdef Py_ssize_t full_alloc = Ho * Wp + 64 + bw + 64
@@ -137,7 +160,8 @@ def depthwise_forward(const floating[:, :, :, ::1] x, const floating[:, :, :, ::
             depthwise_plane(xp + item * H * W, padded, full,
                             op + (n * C_out + c * mult) * Ho * Wo, wp + c * mult * T,
                             (bias_ptr + c * mult) if bias_ptr != NULL else NULL,
-                            off, mult, H, W, pt, pl, Wp, T, KW, sh, sw, dh, dw, Ho, Wo, flat)
+                            off, mult, H, W, pt, pl, Wp, T, KW, sh, sw, dh, dw, Ho, Wo, flat,
+                            band)
         free(padded)
         free(full)
     free(off)

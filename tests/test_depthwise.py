@@ -45,3 +45,30 @@ def test_depthwise_agrees_with_grouped_conv2d(dtype, m):
     assert out.shape == grouped.shape
     check_against(reference.depthwise_conv2d, out, [x, w, b], kw, dtype)
     check_against(reference.depthwise_conv2d, grouped, [x, w, b], kw, dtype)
+
+
+# The AVX-512 band kernel for 3x3 stride 1 (where the build has it) keeps the plain
+# kernels' FMA order: every case must give the same bits both ways, at every width
+# (masked column tails), height (the row rotation's start and end) and dilation.
+BAND_CASES = [c for c in cases.depthwise_awkward() + cases.depthwise_product_grid()
+              if c.shapes[1][2:] == (3, 3) and c.kwargs.get("stride", 1) in (1, (1, 1))]
+BAND_CASES += [cases.depthwise_case(1, 2, m, hw, 3, padding=p, dilation=d,
+                                    name=f"band-{hw}-p{p}-d{d}-m{m}")
+               for hw, p, d, m in [((1, 1), 1, 1, 1), ((2, 17), 1, 1, 2), ((5, 63), 1, 1, 1),
+                                   ((5, 64), 1, 1, 1), ((6, 65), 0, 1, 1), ((9, 130), 2, 2, 1),
+                                   ((13, 40), (3, 1), (3, 1), 1), ((4, 200), 1, (1, 2), 3)]]
+
+
+@pytest.mark.parametrize("case", BAND_CASES, ids=str)
+@pytest.mark.parametrize("dtype", DTYPES, ids=lambda d: np.dtype(d).name)
+def test_simd_band_kernel_gives_the_plain_kernels_bits(case, dtype):
+    from cconv import _depthwise
+    if not _depthwise.simd_band_available():
+        pytest.skip("this build has no AVX-512 band kernel")
+    try:
+        band = check_case(cconv, case, dtype)
+        _depthwise._set_simd_band(False)
+        plain = check_case(cconv, case, dtype)
+    finally:
+        _depthwise._set_simd_band(True)
+    np.testing.assert_array_equal(band, plain, err_msg=str(case))
