@@ -12,7 +12,11 @@ Design note
   ``(H + top + bottom) x (W + left + right)``; the border is zeroed once when the
   buffer is allocated and only the interior is rewritten per item. The inner loops
   therefore have no bounds checks and no branches.
-* Inner loop (row kernels shared with the separable kernel, ``_dwrows.pxd``): a 3x3
+* 3x3 stride 1 on builds with AVX-512 (``_dwrows.pxd``): a band kernel runs down each
+  plane in 64-column blocks, loading every input row once and feeding the three output
+  rows that use it through rotating accumulators (masked loads and stores for the
+  column tail; dilated rows as interleaved chains). Same FMA order as the plain kernel.
+* Inner loop otherwise (row kernels shared with the separable kernel): a 3x3
   kernel computes each output row in one pass with its nine weights hoisted into
   scalars (stride 2 reads ``a[2j]``, ``a[2j+1]`` directly); other kernels sum their taps
   into a 4 x 16-lane register block before storing it. Planes narrower than a block run
