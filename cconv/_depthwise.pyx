@@ -31,7 +31,7 @@ from cython.parallel cimport prange, parallel
 
 from cconv._common cimport scratch_alloc, free, memset, effective_threads
 from cconv._dwrows cimport (BLOCK_F32, BLOCK_F64, CCONV_DW_SIMD, taps_span, row_3x3_s1,
-                            dw3x3_band, dw_output_row)
+                            dw3x3_band, dw3x3s2_band, dw_output_row)
 
 # The AVX-512 3x3 stride-1 band kernel where the build has it (see _dwrows.pxd). Tests
 # turn it off to compare it bit for bit with the plain kernels.
@@ -58,15 +58,38 @@ cdef void depthwise_plane(const floating* xplane, floating* padded, floating* fu
                           Py_ssize_t W, Py_ssize_t pt, Py_ssize_t pl, Py_ssize_t Wp,
                           Py_ssize_t T, Py_ssize_t row3, Py_ssize_t sh, Py_ssize_t sw,
                           Py_ssize_t dh, Py_ssize_t dw, Py_ssize_t Ho, Py_ssize_t Wo,
-                          bint flat, bint band) noexcept nogil:
-    cdef Py_ssize_t i, q, j, oh
+                          bint flat, int band, Py_ssize_t Wh,
+                          Py_ssize_t odd_off) noexcept nogil:
+    # band: 0 plain kernels, 1 the SIMD 3x3 stride-1 band, 2 the SIMD 3x3 stride-2 band,
+    # whose padded plane is stored as its even columns (Wh wide) and, odd_off further,
+    # its odd columns.
+    cdef Py_ssize_t i, q, j, oh, q0
     cdef floating b
     cdef floating* out_j
     cdef const floating* w_j
     cdef floating* tmp = full + Ho * Wp + 64
-    for i in range(H):
-        for q in range(W):
-            padded[(i + pt) * Wp + pl + q] = xplane[i * W + q]
+    cdef floating* prow
+    cdef Py_ssize_t n_even, n_odd
+    cdef const floating* xrow
+    if band == 2:
+        # Input column q lands on padded column pl + q: even ones in the first plane at
+        # (pl + q) / 2, odd ones in the second. Written as unit-stride stores of
+        # stride-2 loads, which vectorise.
+        q0 = pl % 2                  # first input column on an even padded column
+        n_even = (W - q0 + 1) // 2
+        n_odd = (W - (1 - q0) + 1) // 2
+        for i in range(H):
+            xrow = xplane + i * W
+            prow = padded + (i + pt) * Wh + (pl + q0) // 2
+            for q in range(n_even):
+                prow[q] = xrow[q0 + 2 * q]
+            prow = padded + odd_off + (i + pt) * Wh + (pl + 1 - q0) // 2
+            for q in range(n_odd):
+                prow[q] = xrow[1 - q0 + 2 * q]
+    else:
+        for i in range(H):
+            for q in range(W):
+                padded[(i + pt) * Wp + pl + q] = xplane[i * W + q]
     cdef bint k3x3 = T == 9 and row3 == 3
     cdef Py_ssize_t span
     cdef const floating* p
@@ -74,8 +97,11 @@ cdef void depthwise_plane(const floating* xplane, floating* padded, floating* fu
         out_j = out_c + j * Ho * Wo
         w_j = w_c + j * T
         b = bias_c[j] if bias_c != NULL else 0
-        if band:
+        if band == 1:
             dw3x3_band(out_j, Wo, padded, Wp, dh, dw, w_j, Ho, Wo, b)
+            continue
+        if band == 2:
+            dw3x3s2_band(out_j, Wo, padded, padded + odd_off, Wh, w_j, Ho, Wo, b)
             continue
         if flat:
             # Small planes: one span over the flattened padded plane (rows of Wp), then
@@ -129,9 +155,16 @@ def depthwise_forward(const floating[:, :, :, ::1] x, const floating[:, :, :, ::
             off[kh * KW + kw] = kh * dh * Wp + kw * dw
     # Small rows waste most of a register block: run them as one flattened span.
     cdef bint flat = sh == 1 and sw == 1 and Wo < bw
-    cdef bint band = simd_band and KH == 3 and KW == 3 and sh == 1 and sw == 1
+    cdef int band = 0
+    if simd_band and KH == 3 and KW == 3:
+        if sh == 1 and sw == 1:
+            band = 1
+        elif sh == 2 and sw == 2 and dh == 1 and dw == 1:
+            band = 2
+    # The stride-2 band's column-phase planes: Wh even columns, then as many odd ones.
+    cdef Py_ssize_t Wh = (Wp + 1) // 2, odd_off = Hp * Wh
     # Reads may run one block (at stride 2, two) past the last row used.
-    cdef Py_ssize_t plane_alloc = Hp * Wp + 2 * bw * sw + Wp + 64
+    cdef Py_ssize_t plane_alloc = Hp * Wp + Hp + 2 * bw * sw + Wp + 64  # Hp: band 2 rounds Wp up
     cdef Py_ssize_t full_alloc = Ho * Wp + 64 + bw + 64
     cdef const floating[::1] bias_view
     cdef const floating* bias_ptr = NULL
@@ -165,7 +198,7 @@ def depthwise_forward(const floating[:, :, :, ::1] x, const floating[:, :, :, ::
                             op + (n * C_out + c * mult) * Ho * Wo, wp + c * mult * T,
                             (bias_ptr + c * mult) if bias_ptr != NULL else NULL,
                             off, mult, H, W, pt, pl, Wp, T, KW, sh, sw, dh, dw, Ho, Wo, flat,
-                            band)
+                            band, Wh, odd_off)
         free(padded)
         free(full)
     free(off)

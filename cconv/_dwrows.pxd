@@ -90,6 +90,72 @@ cdef extern from *:
                          _mm512_fmadd_pd, _mm512_set1_pd, 8, __mmask8, 0xFF)
     #undef SCALAR
     }
+
+    /* Stride 2 over column-phase planes (pe: even padded columns, po: odd ones): output
+       column j reads pe[j], po[j], pe[j + 1], so every load is unit-stride; output row i
+       reads padded rows 2i, 2i + 1, 2i + 2, the last shared with output row i + 1. */
+    #define CCONV_DW3X3S2_BLOCK(VEC, LOADZ, STOREM, FMA, LANES, U, MASK)               \
+    {                                                                                 \
+        VEC B[U], T[U];                                                               \
+        for (Py_ssize_t u = 0; u < U; u++) {                                          \
+            const SCALAR* e = pe + j0 + u * LANES;                                    \
+            const SCALAR* o = po + j0 + u * LANES;                                    \
+            VEC t = FMA(w0, LOADZ(MASK, e), vb); t = FMA(w1, LOADZ(MASK, o), t);      \
+            B[u] = FMA(w2, LOADZ(MASK, e + 1), t);                                    \
+        }                                                                             \
+        for (Py_ssize_t i = 0; i < rows; i++) {                                       \
+            for (Py_ssize_t u = 0; u < U; u++) {                                      \
+                const SCALAR* e = pe + (2 * i + 1) * ldp + j0 + u * LANES;            \
+                const SCALAR* o = po + (2 * i + 1) * ldp + j0 + u * LANES;            \
+                VEC t = FMA(w3, LOADZ(MASK, e), B[u]); t = FMA(w4, LOADZ(MASK, o), t);\
+                T[u] = FMA(w5, LOADZ(MASK, e + 1), t);                                \
+            }                                                                         \
+            for (Py_ssize_t u = 0; u < U; u++) {                                      \
+                const SCALAR* e = pe + (2 * i + 2) * ldp + j0 + u * LANES;            \
+                const SCALAR* o = po + (2 * i + 2) * ldp + j0 + u * LANES;            \
+                VEC x0 = LOADZ(MASK, e), x1 = LOADZ(MASK, o), x2 = LOADZ(MASK, e + 1);\
+                VEC t = FMA(w6, x0, T[u]); t = FMA(w7, x1, t); t = FMA(w8, x2, t);    \
+                STOREM(out + i * ldo + j0 + u * LANES, MASK, t);                      \
+                t = FMA(w0, x0, vb); t = FMA(w1, x1, t); B[u] = FMA(w2, x2, t);       \
+            }                                                                         \
+        }                                                                             \
+    }
+
+    #define CCONV_DW3X3S2_BODY(VEC, LOADZ, STOREM, FMA, SET1, LANES, MASKT, FULL)     \
+        VEC w0 = SET1(w[0]), w1 = SET1(w[1]), w2 = SET1(w[2]), w3 = SET1(w[3]);       \
+        VEC w4 = SET1(w[4]), w5 = SET1(w[5]), w6 = SET1(w[6]), w7 = SET1(w[7]);       \
+        VEC w8 = SET1(w[8]), vb = SET1(b);                                            \
+        Py_ssize_t j0 = 0;                                                            \
+        MASKT full = FULL;                                                            \
+        for (; j0 + 4 * LANES <= cols; j0 += 4 * LANES)                               \
+            CCONV_DW3X3S2_BLOCK(VEC, LOADZ, STOREM, FMA, LANES, 4, full)              \
+        for (; j0 < cols; j0 += LANES) {                                              \
+            Py_ssize_t left = cols - j0;                                              \
+            MASKT m = left >= LANES ? full : (MASKT)((1u << left) - 1u);              \
+            CCONV_DW3X3S2_BLOCK(VEC, LOADZ, STOREM, FMA, LANES, 1, m)                 \
+        }
+
+    /* out[i * ldo + j] = b + sum_kh (w[3kh] pe[r j] + w[3kh+1] po[r j] + w[3kh+2] pe[r j+1])
+       with r = (2i + kh) * ldp, in (kh, kw) order: the stride-2 3x3 of the padded plane. */
+    static void cconv_dw3x3s2_band_f32(float* out, Py_ssize_t ldo, const float* pe,
+                                       const float* po, Py_ssize_t ldp, const float* w,
+                                       Py_ssize_t rows, Py_ssize_t cols, float b)
+    {
+    #define SCALAR float
+        CCONV_DW3X3S2_BODY(__m512, _mm512_maskz_loadu_ps, _mm512_mask_storeu_ps,
+                           _mm512_fmadd_ps, _mm512_set1_ps, 16, __mmask16, 0xFFFF)
+    #undef SCALAR
+    }
+
+    static void cconv_dw3x3s2_band_f64(double* out, Py_ssize_t ldo, const double* pe,
+                                       const double* po, Py_ssize_t ldp, const double* w,
+                                       Py_ssize_t rows, Py_ssize_t cols, double b)
+    {
+    #define SCALAR double
+        CCONV_DW3X3S2_BODY(__m512d, _mm512_maskz_loadu_pd, _mm512_mask_storeu_pd,
+                           _mm512_fmadd_pd, _mm512_set1_pd, 8, __mmask8, 0xFF)
+    #undef SCALAR
+    }
     #else
     #define CCONV_DW_SIMD 0
     static void cconv_dw3x3_band_f32(float* out, Py_ssize_t ldo, const float* p,
@@ -98,6 +164,12 @@ cdef extern from *:
     static void cconv_dw3x3_band_f64(double* out, Py_ssize_t ldo, const double* p,
                                      Py_ssize_t ldp, Py_ssize_t dw, const double* w,
                                      Py_ssize_t rows, Py_ssize_t cols, double b) {}
+    static void cconv_dw3x3s2_band_f32(float* out, Py_ssize_t ldo, const float* pe,
+                                       const float* po, Py_ssize_t ldp, const float* w,
+                                       Py_ssize_t rows, Py_ssize_t cols, float b) {}
+    static void cconv_dw3x3s2_band_f64(double* out, Py_ssize_t ldo, const double* pe,
+                                       const double* po, Py_ssize_t ldp, const double* w,
+                                       Py_ssize_t rows, Py_ssize_t cols, double b) {}
     #endif
     """
     const int CCONV_DW_SIMD
@@ -107,6 +179,12 @@ cdef extern from *:
     void cconv_dw3x3_band_f64(double* out, Py_ssize_t ldo, const double* p, Py_ssize_t ldp,
                               Py_ssize_t dw, const double* w, Py_ssize_t rows,
                               Py_ssize_t cols, double b) noexcept nogil
+    void cconv_dw3x3s2_band_f32(float* out, Py_ssize_t ldo, const float* pe, const float* po,
+                                Py_ssize_t ldp, const float* w, Py_ssize_t rows,
+                                Py_ssize_t cols, float b) noexcept nogil
+    void cconv_dw3x3s2_band_f64(double* out, Py_ssize_t ldo, const double* pe,
+                                const double* po, Py_ssize_t ldp, const double* w,
+                                Py_ssize_t rows, Py_ssize_t cols, double b) noexcept nogil
 
 
 cdef inline void dw3x3_band(floating* out, Py_ssize_t ldo, const floating* p, Py_ssize_t ldp,
@@ -124,6 +202,17 @@ cdef inline void dw3x3_band(floating* out, Py_ssize_t ldo, const floating* p, Py
         else:
             cconv_dw3x3_band_f64(out + r * ldo, dh * ldo, p + r * ldp, dh * ldp, dw, w, n,
                                  cols, b)
+
+
+cdef inline void dw3x3s2_band(floating* out, Py_ssize_t ldo, const floating* pe,
+                              const floating* po, Py_ssize_t ldp, const floating* w,
+                              Py_ssize_t rows, Py_ssize_t cols, floating b) noexcept nogil:
+    """A band of 3x3 stride-2 output rows (SIMD builds only) from the padded plane split
+    into its even (pe) and odd (po) columns, each of row pitch ldp."""
+    if floating is float:
+        cconv_dw3x3s2_band_f32(out, ldo, pe, po, ldp, w, rows, cols, b)
+    else:
+        cconv_dw3x3s2_band_f64(out, ldo, pe, po, ldp, w, rows, cols, b)
 
 
 cdef inline void taps_block_s1(floating* dst, const floating* src, const floating* w,

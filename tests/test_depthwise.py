@@ -47,16 +47,28 @@ def test_depthwise_agrees_with_grouped_conv2d(dtype, m):
     check_against(reference.depthwise_conv2d, grouped, [x, w, b], kw, dtype)
 
 
-# The AVX-512 band kernel for 3x3 stride 1 (where the build has it) keeps the plain
-# kernels' FMA order: every case must give the same bits both ways, at every width
-# (masked column tails), height (the row rotation's start and end) and dilation.
+# The AVX-512 band kernels for 3x3 stride 1 and stride 2 (where the build has them)
+# keep the plain kernels' FMA order: every case must give the same bits both ways, at
+# every width (masked column tails), height (the row rotation's start and end),
+# dilation (stride 1) and padding parity (stride 2 splits the padded columns by parity).
+def _band_eligible(case):
+    stride, dilation = case.kwargs.get("stride", 1), case.kwargs.get("dilation", 1)
+    return case.shapes[1][2:] == (3, 3) and (
+        stride in (1, (1, 1)) or (stride in (2, (2, 2)) and dilation in (1, (1, 1))))
+
+
 BAND_CASES = [c for c in cases.depthwise_awkward() + cases.depthwise_product_grid()
-              if c.shapes[1][2:] == (3, 3) and c.kwargs.get("stride", 1) in (1, (1, 1))]
+              if _band_eligible(c)]
 BAND_CASES += [cases.depthwise_case(1, 2, m, hw, 3, padding=p, dilation=d,
                                     name=f"band-{hw}-p{p}-d{d}-m{m}")
                for hw, p, d, m in [((1, 1), 1, 1, 1), ((2, 17), 1, 1, 2), ((5, 63), 1, 1, 1),
                                    ((5, 64), 1, 1, 1), ((6, 65), 0, 1, 1), ((9, 130), 2, 2, 1),
                                    ((13, 40), (3, 1), (3, 1), 1), ((4, 200), 1, (1, 2), 3)]]
+BAND_CASES += [cases.depthwise_case(1, 2, m, hw, 3, stride=2, padding=p,
+                                    name=f"band-s2-{hw}-p{p}-m{m}")
+               for hw, p, m in [((1, 1), 1, 1), ((2, 2), 1, 1), ((3, 3), 0, 2), ((7, 33), 1, 1),
+                                ((9, 128), 1, 1), ((10, 129), 2, 1), ((11, 131), 0, 3),
+                                ((12, 64), ((0, 1), (1, 0)), 1), ((5, 66), ((1, 1), (0, 2)), 1)]]
 
 
 @pytest.mark.parametrize("case", BAND_CASES, ids=str)
