@@ -12,10 +12,12 @@ Design note
   ``(H + top + bottom) x (W + left + right)``; the border is zeroed once when the
   buffer is allocated and only the interior is rewritten per item. The inner loops
   therefore have no bounds checks and no branches.
-* 3x3 stride 1 on builds with AVX-512 (``_dwrows.pxd``): a band kernel runs down each
-  plane in 64-column blocks, loading every input row once and feeding the three output
+* 3x3 stride 1 and 2 on builds with AVX-512 (``_dwrows.pxd``): a band kernel runs down
+  each plane in 64-column blocks, loading every input row once and feeding the output
   rows that use it through rotating accumulators (masked loads and stores for the
-  column tail; dilated rows as interleaved chains). Same FMA order as the plain kernel.
+  column tail; dilated rows as interleaved chains). For stride 2 the padded plane is
+  stored as its even and its odd columns, so every load is unit-stride. Same FMA order
+  as the plain kernels, so the same bits.
 * Inner loop otherwise (row kernels shared with the separable kernel): a 3x3
   kernel computes each output row in one pass with its nine weights hoisted into
   scalars (stride 2 reads ``a[2j]``, ``a[2j+1]`` directly); other kernels sum their taps
@@ -33,19 +35,25 @@ from cconv._common cimport scratch_alloc, free, memset, effective_threads
 from cconv._dwrows cimport (BLOCK_F32, BLOCK_F64, CCONV_DW_SIMD, taps_span, row_3x3_s1,
                             dw3x3_band, dw3x3s2_band, dw_output_row)
 
-# The AVX-512 3x3 stride-1 band kernel where the build has it (see _dwrows.pxd). Tests
-# turn it off to compare it bit for bit with the plain kernels.
+# The AVX-512 3x3 band kernels where the build has them (see _dwrows.pxd). Tests turn
+# them off to compare them bit for bit with the plain kernels.
 cdef bint simd_band = CCONV_DW_SIMD
+
+cdef enum Band:
+    NO_BAND = 0     # the plain row kernels
+    BAND_S1 = 1     # 3x3 stride 1, any dilation
+    BAND_S2 = 2     # 3x3 stride 2, dilation 1: the padded plane stored as even columns
+                    # (Wh wide) and, odd_off further, odd columns
 
 
 def simd_band_available():
-    """Whether this build has the AVX-512 3x3 band kernel."""
+    """Whether this build has the AVX-512 3x3 band kernels."""
     return bool(CCONV_DW_SIMD)
 
 
 def _set_simd_band(bint enabled):
-    """Use the SIMD band kernel (if built) for 3x3 stride-1 planes; returns the old
-    setting. For tests: both paths give the same bits."""
+    """Use the SIMD band kernels (if built) for 3x3 stride-1 and stride-2 planes;
+    returns the old setting. For tests: both paths give the same bits."""
     global simd_band
     old = simd_band
     simd_band = enabled and CCONV_DW_SIMD
@@ -58,11 +66,8 @@ cdef void depthwise_plane(const floating* xplane, floating* padded, floating* fu
                           Py_ssize_t W, Py_ssize_t pt, Py_ssize_t pl, Py_ssize_t Wp,
                           Py_ssize_t T, Py_ssize_t row3, Py_ssize_t sh, Py_ssize_t sw,
                           Py_ssize_t dh, Py_ssize_t dw, Py_ssize_t Ho, Py_ssize_t Wo,
-                          bint flat, int band, Py_ssize_t Wh,
+                          bint flat, Band band, Py_ssize_t Wh,
                           Py_ssize_t odd_off) noexcept nogil:
-    # band: 0 plain kernels, 1 the SIMD 3x3 stride-1 band, 2 the SIMD 3x3 stride-2 band,
-    # whose padded plane is stored as its even columns (Wh wide) and, odd_off further,
-    # its odd columns.
     cdef Py_ssize_t i, q, j, oh, q0
     cdef floating b
     cdef floating* out_j
@@ -71,7 +76,7 @@ cdef void depthwise_plane(const floating* xplane, floating* padded, floating* fu
     cdef floating* prow
     cdef Py_ssize_t n_even, n_odd
     cdef const floating* xrow
-    if band == 2:
+    if band == BAND_S2:
         # Input column q lands on padded column pl + q: even ones in the first plane at
         # (pl + q) / 2, odd ones in the second. Written as unit-stride stores of
         # stride-2 loads, which vectorise.
@@ -97,10 +102,10 @@ cdef void depthwise_plane(const floating* xplane, floating* padded, floating* fu
         out_j = out_c + j * Ho * Wo
         w_j = w_c + j * T
         b = bias_c[j] if bias_c != NULL else 0
-        if band == 1:
+        if band == BAND_S1:
             dw3x3_band(out_j, Wo, padded, Wp, dh, dw, w_j, Ho, Wo, b)
             continue
-        if band == 2:
+        if band == BAND_S2:
             dw3x3s2_band(out_j, Wo, padded, padded + odd_off, Wh, w_j, Ho, Wo, b)
             continue
         if flat:
@@ -155,16 +160,17 @@ def depthwise_forward(const floating[:, :, :, ::1] x, const floating[:, :, :, ::
             off[kh * KW + kw] = kh * dh * Wp + kw * dw
     # Small rows waste most of a register block: run them as one flattened span.
     cdef bint flat = sh == 1 and sw == 1 and Wo < bw
-    cdef int band = 0
+    cdef Band band = NO_BAND
     if simd_band and KH == 3 and KW == 3:
         if sh == 1 and sw == 1:
-            band = 1
+            band = BAND_S1
         elif sh == 2 and sw == 2 and dh == 1 and dw == 1:
-            band = 2
+            band = BAND_S2
     # The stride-2 band's column-phase planes: Wh even columns, then as many odd ones.
     cdef Py_ssize_t Wh = (Wp + 1) // 2, odd_off = Hp * Wh
     # Reads may run one block (at stride 2, two) past the last row used.
-    cdef Py_ssize_t plane_alloc = Hp * Wp + Hp + 2 * bw * sw + Wp + 64  # Hp: band 2 rounds Wp up
+    # (+ Hp: the stride-2 band's two column planes round Wp up to even)
+    cdef Py_ssize_t plane_alloc = Hp * Wp + Hp + 2 * bw * sw + Wp + 64
     cdef Py_ssize_t full_alloc = Ho * Wp + 64 + bw + 64
     cdef const floating[::1] bias_view
     cdef const floating* bias_ptr = NULL
