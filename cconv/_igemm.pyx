@@ -810,11 +810,14 @@ def _packing_pays(uses_per_weight, contiguous_rows):
     from vector registers every k, on the FMA ports), and a weight row with several
     taps is read at a stride. Packing costs about 4 bytes / 10 GB/s per weight against
     2 * uses / 200 GFLOP/s of arithmetic, i.e. 40 / uses of the conv's time. Measured
-    (1 thread): 3x3 256 -> 256 on 14x14 (196 uses) 82 -> 122 GFLOP/s packed per call;
-    1x1 with contiguous rows breaks even at 512 -> 512 on 14x14 and loses a third at
-    1024 -> 2048 on 7x7. Layer objects pack once whatever this says.
+    (1 thread): 3x3 256 -> 256 on 14x14 (196 uses) 82 -> 122 GFLOP/s packed per call.
+    1x1 convs have contiguous weight rows, so packing gains less: packed weights with
+    the input read in place (a direct plan) beat in-place weights with packed panels by
+    6-12% (float32) and 12-22% (float64) at 196 uses (512 -> 512 and 256 -> 512 on
+    14x14), and lose 8-22% at 49 (1024 -> 1024 on 7x7). Layer objects pack once
+    whatever this says.
     """
-    return uses_per_weight >= (512 if contiguous_rows else 64)
+    return uses_per_weight >= (128 if contiguous_rows else 64)
 
 
 def _weight_offsets(Py_ssize_t[::1] tap_kh, Py_ssize_t[::1] tap_kw, Py_ssize_t Cg,

@@ -90,7 +90,9 @@ def _conv_plan(xs, ws, stride=1, pad=0, dilation=1):
      False),
     ("ASPP dilation 12", ((1, 64, 33, 33), (64, 64, 3, 3), 1, 12, 12), False),
     # Direct plans run on packed weights: never where packing them does not pay.
-    ("1x1 512 at 14x14: weights stay in place", ((1, 512, 14, 14), (512, 512, 1, 1)), False),
+    ("1x1 512 at 14x14: 196 uses, packed weights", ((1, 512, 14, 14), (512, 512, 1, 1)),
+     True),
+    ("1x1 1024 at 7x7: weights stay in place", ((1, 1024, 7, 7), (1024, 1024, 1, 1)), False),
     ("3x3 at 4x4: 16 uses per weight", ((1, 64, 4, 4), (64, 64, 3, 3), 1, 1), False),
 ])
 def test_which_conv2d_plans_are_direct(name, plan_args, direct):

@@ -15,9 +15,10 @@ PACKING_TABLE = [
     (1, False, False),
     (63, False, False),
     (64, False, True),      # 3x3 convs from an 8x8 output up
-    (196, True, False),     # 1x1 512 -> 512 on 14x14 broke even: stays in place
-    (511, True, False),
-    (512, True, True),
+    (49, True, False),      # 1x1 1024 -> 1024 on 7x7: in place is 8-22% faster
+    (127, True, False),
+    (128, True, True),
+    (196, True, True),      # 1x1 512 -> 512 on 14x14: packed (direct) 6-22% faster
     (3136, True, True),
 ]
 
@@ -32,8 +33,10 @@ def test_packing_rule(uses, contiguous, expected):
     (((1, 64, 56, 56), (64, 64, 3, 3), 1), True),
     (((1, 64, 4, 4), (64, 64, 3, 3), 1), False),     # 16 uses per weight
     (((1, 256, 56, 56), (64, 256, 1, 1), 0), True),
-    (((1, 512, 14, 14), (512, 512, 1, 1), 0), False),
-    (((2, 512, 16, 16), (512, 512, 1, 1), 0), True),  # the batch counts
+    (((1, 512, 14, 14), (512, 512, 1, 1), 0), True),
+    (((1, 1024, 7, 7), (1024, 1024, 1, 1), 0), False),  # 49 uses per weight
+    (((2, 1024, 7, 7), (1024, 1024, 1, 1), 0), False),  # 98: the batch counts
+    (((3, 1024, 7, 7), (1024, 1024, 1, 1), 0), True),   # 147
 ])
 def test_conv2d_plan_packs_by_shape(shape, expected):
     (xs, ws, p), packs = shape, expected
