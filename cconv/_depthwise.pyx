@@ -12,7 +12,8 @@ Design note
   ``(H + top + bottom) x (W + left + right)``; the border is zeroed once when the
   buffer is allocated and only the interior is rewritten per item. The inner loops
   therefore have no bounds checks and no branches.
-* 3x3 stride 1 and 2 on builds with AVX-512 (``_dwrows.pxd``): a band kernel runs down
+* 3x3 stride 1 and 2, and 5x5 stride 1 (float32), on builds with AVX-512
+  (``_dwrows.pxd``): a band kernel runs down
   each plane in 64-column blocks, loading every input row once and feeding the output
   rows that use it through rotating accumulators (masked loads and stores for the
   column tail; dilated rows as interleaved chains). For stride 2 the padded plane is
@@ -33,7 +34,7 @@ from cython.parallel cimport prange, parallel
 
 from cconv._common cimport scratch_alloc, free, memset, effective_threads
 from cconv._dwrows cimport (BLOCK_F32, BLOCK_F64, CCONV_DW_SIMD, taps_span, row_3x3_s1,
-                            dw3x3_band, dw3x3s2_band, dw_output_row)
+                            dw_band_s1, dw3x3s2_band, dw_output_row)
 
 # The AVX-512 3x3 band kernels where the build has them (see _dwrows.pxd). Tests turn
 # them off to compare them bit for bit with the plain kernels.
@@ -41,7 +42,7 @@ cdef bint simd_band = CCONV_DW_SIMD
 
 cdef enum Band:
     NO_BAND = 0     # the plain row kernels
-    BAND_S1 = 1     # 3x3 stride 1, any dilation
+    BAND_S1 = 1     # 3x3 or 5x5 stride 1, any dilation
     BAND_S2 = 2     # 3x3 stride 2, dilation 1: the padded plane stored as even columns
                     # (Wh wide) and, odd_off further, odd columns
 
@@ -103,7 +104,7 @@ cdef void depthwise_plane(const floating* xplane, floating* padded, floating* fu
         w_j = w_c + j * T
         b = bias_c[j] if bias_c != NULL else 0
         if band == BAND_S1:
-            dw3x3_band(out_j, Wo, padded, Wp, dh, dw, w_j, Ho, Wo, b)
+            dw_band_s1(row3, out_j, Wo, padded, Wp, dh, dw, w_j, Ho, Wo, b)
             continue
         if band == BAND_S2:
             dw3x3s2_band(out_j, Wo, padded, padded + odd_off, Wh, w_j, Ho, Wo, b)
@@ -161,11 +162,16 @@ def depthwise_forward(const floating[:, :, :, ::1] x, const floating[:, :, :, ::
     # Small rows waste most of a register block: run them as one flattened span.
     cdef bint flat = sh == 1 and sw == 1 and Wo < bw
     cdef Band band = NO_BAND
-    if simd_band and KH == 3 and KW == 3:
-        if sh == 1 and sw == 1:
-            band = BAND_S1
-        elif sh == 2 and sw == 2 and dh == 1 and dw == 1:
-            band = BAND_S2
+    # 5x5 only for float32: there the plain kernel sums with FMAs in the same order, so
+    # the bits agree; gcc vectorises the float64 plain 5x5 with gathers and separate
+    # multiplies and adds, and the fused separable kernel (plain rows) must agree with
+    # depthwise + pointwise bit for bit.
+    if (simd_band and sh == 1 and sw == 1 and KH == KW
+            and (KH == 3 or (KH == 5 and floating is float))):
+        band = BAND_S1
+    elif (simd_band and KH == 3 and KW == 3 and sh == 2 and sw == 2 and dh == 1
+            and dw == 1):
+        band = BAND_S2
     # The stride-2 band's column-phase planes: Wh even columns, then as many odd ones.
     cdef Py_ssize_t Wh = (Wp + 1) // 2, odd_off = Hp * Wh
     # Reads may run one block (at stride 2, two) past the last row used.

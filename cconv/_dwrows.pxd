@@ -91,6 +91,71 @@ cdef extern from *:
     #undef SCALAR
     }
 
+    /* 5x5 stride 1: four rotating partial rows (output rows ir-1 .. ir-4 with kh taps
+       0, 0-1, 0-2, 0-3 summed) and five shifted loads per input row for 25 FMAs. */
+    #define CCONV_TAPS5(W0, ACC) FMA(W0[4], x4, FMA(W0[3], x3, FMA(W0[2], x2,                \
+                                 FMA(W0[1], x1, FMA(W0[0], x0, ACC)))))
+    #define CCONV_DW5X5_BLOCK(VEC, LOADZ, STOREM, FMA, LANES, U, MASK)                 \
+    {                                                                                 \
+        VEC P1[U], P2[U], P3[U], P4[U];                                               \
+        for (Py_ssize_t u = 0; u < U; u++) { P1[u] = P2[u] = P3[u] = P4[u] = vb; }    \
+        for (Py_ssize_t ir = 0; ir < rows + 4; ir++) {                                \
+            const SCALAR* row = p + ir * ldp + j0;                                    \
+            for (Py_ssize_t u = 0; u < U; u++) {                                      \
+                const SCALAR* r = row + u * LANES;                                    \
+                VEC x0 = LOADZ(MASK, r), x1 = LOADZ(MASK, r + dw);                    \
+                VEC x2 = LOADZ(MASK, r + 2 * dw), x3 = LOADZ(MASK, r + 3 * dw);       \
+                VEC x4 = LOADZ(MASK, r + 4 * dw);                                     \
+                if (ir >= 4)                                                          \
+                    STOREM(out + (ir - 4) * ldo + j0 + u * LANES, MASK,               \
+                           CCONV_TAPS5((wv + 20), P4[u]));                            \
+                if (ir >= 3 && ir < rows + 3) P4[u] = CCONV_TAPS5((wv + 15), P3[u]);  \
+                if (ir >= 2 && ir < rows + 2) P3[u] = CCONV_TAPS5((wv + 10), P2[u]);  \
+                if (ir >= 1 && ir < rows + 1) P2[u] = CCONV_TAPS5((wv + 5), P1[u]);   \
+                if (ir < rows) P1[u] = CCONV_TAPS5((wv), vb);                         \
+            }                                                                         \
+        }                                                                             \
+    }
+
+    #define CCONV_DW5X5_BODY(VEC, LOADZ, STOREM, FMA, SET1, LANES, MASKT, FULL)       \
+        VEC wv[25], vb = SET1(b);                                                     \
+        for (Py_ssize_t t = 0; t < 25; t++) wv[t] = SET1(w[t]);                            \
+        Py_ssize_t j0 = 0;                                                            \
+        MASKT full = FULL;                                                            \
+        for (; j0 + 2 * LANES <= cols; j0 += 2 * LANES)                               \
+            CCONV_DW5X5_BLOCK(VEC, LOADZ, STOREM, FMA, LANES, 2, full)                \
+        for (; j0 < cols; j0 += LANES) {                                              \
+            Py_ssize_t left = cols - j0;                                              \
+            MASKT m = left >= LANES ? full : (MASKT)((1u << left) - 1u);              \
+            CCONV_DW5X5_BLOCK(VEC, LOADZ, STOREM, FMA, LANES, 1, m)                   \
+        }
+
+    /* out[i * ldo + j] = b + sum_{kh, kw < 5} w[5 kh + kw] * p[(i + kh) * ldp + j + kw * dw]
+       in (kh, kw) order, for i < rows, j < cols. */
+    static void cconv_dw5x5_band_f32(float* out, Py_ssize_t ldo, const float* p,
+                                     Py_ssize_t ldp, Py_ssize_t dw, const float* w,
+                                     Py_ssize_t rows, Py_ssize_t cols, float b)
+    {
+    #define SCALAR float
+    #define FMA _mm512_fmadd_ps
+        CCONV_DW5X5_BODY(__m512, _mm512_maskz_loadu_ps, _mm512_mask_storeu_ps,
+                         _mm512_fmadd_ps, _mm512_set1_ps, 16, __mmask16, 0xFFFF)
+    #undef FMA
+    #undef SCALAR
+    }
+
+    static void cconv_dw5x5_band_f64(double* out, Py_ssize_t ldo, const double* p,
+                                     Py_ssize_t ldp, Py_ssize_t dw, const double* w,
+                                     Py_ssize_t rows, Py_ssize_t cols, double b)
+    {
+    #define SCALAR double
+    #define FMA _mm512_fmadd_pd
+        CCONV_DW5X5_BODY(__m512d, _mm512_maskz_loadu_pd, _mm512_mask_storeu_pd,
+                         _mm512_fmadd_pd, _mm512_set1_pd, 8, __mmask8, 0xFF)
+    #undef FMA
+    #undef SCALAR
+    }
+
     /* Stride 2 over column-phase planes (pe: even padded columns, po: odd ones): output
        column j reads pe[j], po[j], pe[j + 1], so every load is unit-stride; output row i
        reads padded rows 2i, 2i + 1, 2i + 2, the last shared with output row i + 1. */
@@ -167,6 +232,12 @@ cdef extern from *:
     static void cconv_dw3x3s2_band_f32(float* out, Py_ssize_t ldo, const float* pe,
                                        const float* po, Py_ssize_t ldp, const float* w,
                                        Py_ssize_t rows, Py_ssize_t cols, float b) {}
+    static void cconv_dw5x5_band_f32(float* out, Py_ssize_t ldo, const float* p,
+                                     Py_ssize_t ldp, Py_ssize_t dw, const float* w,
+                                     Py_ssize_t rows, Py_ssize_t cols, float b) {}
+    static void cconv_dw5x5_band_f64(double* out, Py_ssize_t ldo, const double* p,
+                                     Py_ssize_t ldp, Py_ssize_t dw, const double* w,
+                                     Py_ssize_t rows, Py_ssize_t cols, double b) {}
     static void cconv_dw3x3s2_band_f64(double* out, Py_ssize_t ldo, const double* pe,
                                        const double* po, Py_ssize_t ldp, const double* w,
                                        Py_ssize_t rows, Py_ssize_t cols, double b) {}
@@ -179,6 +250,12 @@ cdef extern from *:
     void cconv_dw3x3_band_f64(double* out, Py_ssize_t ldo, const double* p, Py_ssize_t ldp,
                               Py_ssize_t dw, const double* w, Py_ssize_t rows,
                               Py_ssize_t cols, double b) noexcept nogil
+    void cconv_dw5x5_band_f32(float* out, Py_ssize_t ldo, const float* p, Py_ssize_t ldp,
+                              Py_ssize_t dw, const float* w, Py_ssize_t rows,
+                              Py_ssize_t cols, float b) noexcept nogil
+    void cconv_dw5x5_band_f64(double* out, Py_ssize_t ldo, const double* p, Py_ssize_t ldp,
+                              Py_ssize_t dw, const double* w, Py_ssize_t rows,
+                              Py_ssize_t cols, double b) noexcept nogil
     void cconv_dw3x3s2_band_f32(float* out, Py_ssize_t ldo, const float* pe, const float* po,
                                 Py_ssize_t ldp, const float* w, Py_ssize_t rows,
                                 Py_ssize_t cols, float b) noexcept nogil
@@ -187,21 +264,29 @@ cdef extern from *:
                                 Py_ssize_t rows, Py_ssize_t cols, double b) noexcept nogil
 
 
-cdef inline void dw3x3_band(floating* out, Py_ssize_t ldo, const floating* p, Py_ssize_t ldp,
-                            Py_ssize_t dh, Py_ssize_t dw, const floating* w, Py_ssize_t rows,
-                            Py_ssize_t cols, floating b) noexcept nogil:
-    """A band of 3x3 stride-1 output rows (SIMD builds only): output row i reads padded
-    rows i, i + dh, i + 2 dh. With dh > 1 the rows split into dh interleaved chains
-    (rows r, r + dh, ...), each a dilation-1 band of pitch dh."""
+cdef inline void dw_band_s1(Py_ssize_t K, floating* out, Py_ssize_t ldo, const floating* p,
+                            Py_ssize_t ldp, Py_ssize_t dh, Py_ssize_t dw, const floating* w,
+                            Py_ssize_t rows, Py_ssize_t cols, floating b) noexcept nogil:
+    """A band of KxK (K = 3 or 5) stride-1 output rows (SIMD builds only): output row i
+    reads padded rows i, i + dh, ... With dh > 1 the rows split into dh interleaved
+    chains (rows r, r + dh, ...), each a dilation-1 band of pitch dh."""
     cdef Py_ssize_t r, n
     for r in range(dh if dh < rows else rows):
         n = (rows - r + dh - 1) // dh
         if floating is float:
-            cconv_dw3x3_band_f32(out + r * ldo, dh * ldo, p + r * ldp, dh * ldp, dw, w, n,
-                                 cols, b)
+            if K == 3:
+                cconv_dw3x3_band_f32(out + r * ldo, dh * ldo, p + r * ldp, dh * ldp, dw, w,
+                                     n, cols, b)
+            else:
+                cconv_dw5x5_band_f32(out + r * ldo, dh * ldo, p + r * ldp, dh * ldp, dw, w,
+                                     n, cols, b)
         else:
-            cconv_dw3x3_band_f64(out + r * ldo, dh * ldo, p + r * ldp, dh * ldp, dw, w, n,
-                                 cols, b)
+            if K == 3:
+                cconv_dw3x3_band_f64(out + r * ldo, dh * ldo, p + r * ldp, dh * ldp, dw, w,
+                                     n, cols, b)
+            else:
+                cconv_dw5x5_band_f64(out + r * ldo, dh * ldo, p + r * ldp, dh * ldp, dw, w,
+                                     n, cols, b)
 
 
 cdef inline void dw3x3s2_band(floating* out, Py_ssize_t ldo, const floating* pe,

@@ -53,8 +53,10 @@ def test_depthwise_agrees_with_grouped_conv2d(dtype, m):
 # dilation (stride 1) and padding parity (stride 2 splits the padded columns by parity).
 def _band_eligible(case):
     stride, dilation = case.kwargs.get("stride", 1), case.kwargs.get("dilation", 1)
-    return case.shapes[1][2:] == (3, 3) and (
-        stride in (1, (1, 1)) or (stride in (2, (2, 2)) and dilation in (1, (1, 1))))
+    kernel = case.shapes[1][2:]
+    return (kernel == (3, 3) and (stride in (1, (1, 1))
+                                  or (stride in (2, (2, 2)) and dilation in (1, (1, 1))))
+            or kernel == (5, 5) and stride in (1, (1, 1)))
 
 
 BAND_CASES = [c for c in cases.depthwise_awkward() + cases.depthwise_product_grid()
@@ -64,6 +66,11 @@ BAND_CASES += [cases.depthwise_case(1, 2, m, hw, 3, padding=p, dilation=d,
                for hw, p, d, m in [((1, 1), 1, 1, 1), ((2, 17), 1, 1, 2), ((5, 63), 1, 1, 1),
                                    ((5, 64), 1, 1, 1), ((6, 65), 0, 1, 1), ((9, 130), 2, 2, 1),
                                    ((13, 40), (3, 1), (3, 1), 1), ((4, 200), 1, (1, 2), 3)]]
+BAND_CASES += [cases.depthwise_case(1, 2, m, hw, 5, padding=p, dilation=d,
+                                    name=f"band5-{hw}-p{p}-d{d}-m{m}")
+               for hw, p, d, m in [((1, 1), 2, 1, 1), ((3, 17), 2, 1, 2), ((7, 31), 0, 1, 1),
+                                   ((9, 33), 2, 1, 1), ((28, 28), 2, 1, 1), ((6, 70), 4, 2, 1),
+                                   ((11, 40), (5, 2), (2, 1), 3)]]
 BAND_CASES += [cases.depthwise_case(1, 2, m, hw, 3, stride=2, padding=p,
                                     name=f"band-s2-{hw}-p{p}-m{m}")
                for hw, p, m in [((1, 1), 1, 1), ((2, 2), 1, 1), ((3, 3), 0, 2), ((7, 33), 1, 1),

@@ -67,3 +67,20 @@ def test_both_separable_algorithms_give_the_same_bits(dtype):
     fused = cconv.separable_conv2d(x, dw, pw, None, b, stride=2, padding=1, n_threads=1)
     two_pass = cconv.separable_conv2d(x, dw, pw, None, b, stride=2, padding=1, n_threads=2)
     assert fused.tobytes() == two_pass.tobytes()
+
+
+@pytest.mark.parametrize("dtype", [np.float32, np.float64])
+@pytest.mark.parametrize("k, stride, dilation", [(3, 1, 1), (3, 2, 1), (3, 1, 2), (5, 1, 1),
+                                                 (5, 2, 1), (5, 1, 2), (1, 1, 1)])
+def test_separable_algorithms_agree_for_every_depthwise_kernel(dtype, k, stride, dilation):
+    # The fused kernel runs the plain depthwise rows, the two-pass path the depthwise
+    # module's kernels (SIMD band kernels where built): same bits for every kernel shape.
+    import cconv
+    rng = np.random.default_rng(12)
+    x = rng.standard_normal((1, 24, 29, 70)).astype(dtype)
+    dw = rng.standard_normal((48, 1, k, k)).astype(dtype)
+    pw = rng.standard_normal((17, 48)).astype(dtype)
+    kw = dict(stride=stride, padding=(k // 2) * dilation, dilation=dilation)
+    fused = cconv.separable_conv2d(x, dw, pw, **kw, n_threads=1)
+    two_pass = cconv.separable_conv2d(x, dw, pw, **kw, n_threads=2)
+    assert fused.tobytes() == two_pass.tobytes()
