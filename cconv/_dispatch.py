@@ -21,6 +21,10 @@ class Algorithm(enum.Enum):
     SEPARABLE_TWO_PASS = "separable_two_pass"  # depthwise kernel, then the pointwise GEMM
 
 
+# Depthwise-separable layers whose depthwise output (the two-pass path's intermediate)
+# would be larger than this run fused instead, without it.
+FUSED_SEPARABLE_MIN_BYTES = 256 * 2**20
+
 # Input pixels (batch included) up to which a transposed conv runs as weights x pixels +
 # col2im (measured: DCGAN 512 -> 256 on 4x4, 16 pixels; FCN-32s' 7x7, 49).
 COL2IM_MAX_PIXELS = 64
@@ -29,11 +33,13 @@ COL2IM_MAX_PIXELS = 64
 def select_algorithm(p: ConvParams) -> Algorithm:
     """Which kernel family runs a call described by ``p``."""
     if p.op == "separable_conv2d":
-        # Measured here (MobileNet 256 ch at 28x28, 512 at 14x14, 64 at 112x112): on one
-        # thread the fused kernel matches depthwise + pointwise and needs no intermediate
-        # array; on two, its few band items balanced worse and the two passes were
-        # 15-20% faster.
-        if p.n_threads == 1:
+        # Measured here (MobileNet 256 ch at 28x28, 512 at 14x14, 64 at 112x112, 128 at
+        # 56x56 stride 2): since the depthwise kernel has SIMD band kernels and the 1x1
+        # GEMM reads its input in place, depthwise then pointwise is 10-25% faster than
+        # the fused kernel on one thread and 10-55% on two. The fused kernel needs no
+        # intermediate array, so it stays for layers whose intermediate would be large.
+        N, _, H_out, W_out = p.output_shape
+        if N * p.mid_channels * H_out * W_out * p.dtype.itemsize > FUSED_SEPARABLE_MIN_BYTES:
             return Algorithm.SEPARABLE_FUSED
         return Algorithm.SEPARABLE_TWO_PASS
     if p.op == "conv_transpose2d":

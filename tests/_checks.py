@@ -119,3 +119,19 @@ def check_case(impl, case, dtype, seed=0, **extra):
     check_against(getattr(reference, case.fn), out, arrays, case.kwargs, dtype,
                   context=str(case))
     return out
+
+
+def forced(op, **options):
+    """A stand-in for the cconv module whose ``op`` runs with private funnel options
+    forced (``algorithm=``, ``b_source=``), so every internal path meets every case."""
+    import functools
+    import types
+
+    from cconv import _functional
+    if op == "separable_conv2d":  # the public argument order, onto the funnel's
+        def call(x, dw, pw, dw_b=None, pw_b=None, **kwargs):
+            return _functional._convolution(op, x, dw, dw_b, pointwise_weight=pw,
+                                            pointwise_bias=pw_b, **options, **kwargs)
+        return types.SimpleNamespace(separable_conv2d=call)
+    return types.SimpleNamespace(**{op: functools.partial(_functional._convolution, op,
+                                                          **options)})

@@ -7,12 +7,10 @@ the plan builders), tested as a table. Every awkward-size case of the conv2d and
 transposed grids runs both ways, against the reference and against each other.
 """
 
-import functools
-
 import numpy as np
 import pytest
 
-from _checks import DTYPES, check_case, require_cconv
+from _checks import DTYPES, check_case, forced, require_cconv
 
 cconv = require_cconv()
 
@@ -27,11 +25,9 @@ class _Forced:
 
     def __init__(self, b_source):
         for op in ("conv2d", "pointwise_conv2d", "separable_conv2d"):
-            setattr(self, op, functools.partial(_functional._convolution, op,
-                                                b_source=b_source))
-        self.conv_transpose2d = functools.partial(
-            _functional._convolution, "conv_transpose2d", b_source=b_source,
-            algorithm=Algorithm.TRANSPOSED_PHASES)
+            setattr(self, op, getattr(forced(op, b_source=b_source), op))
+        self.conv_transpose2d = forced("conv_transpose2d", b_source=b_source,
+                                       algorithm=Algorithm.TRANSPOSED_PHASES).conv_transpose2d
 
 
 DIRECT, PACKED = _Forced("direct"), _Forced("packed")

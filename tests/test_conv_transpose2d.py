@@ -6,7 +6,7 @@ import pytest
 cconv = pytest.importorskip("cconv")
 
 import cases  # noqa: E402
-from _checks import DTYPES, check_case, require_cconv  # noqa: E402
+from _checks import DTYPES, check_case, forced, require_cconv  # noqa: E402
 
 require_cconv()
 
@@ -23,24 +23,13 @@ def test_conv_transpose2d_matches_reference_over_stride_padding_output_padding(c
     check_case(cconv, case, dtype)
 
 
-class _TransposedBy:
-    """conv_transpose2d forced onto one algorithm, whatever the input size picks."""
-
-    def __init__(self, algorithm):
-        import functools
-
-        from cconv import _functional
-        self.conv_transpose2d = functools.partial(_functional._convolution,
-                                                  "conv_transpose2d", algorithm=algorithm)
-
-
 @pytest.mark.parametrize("algorithm", ["TRANSPOSED_PHASES", "TRANSPOSED_COL2IM"])
 @pytest.mark.parametrize("case", cases.conv_transpose2d_awkward()
                          + cases.conv_transpose2d_product_grid(), ids=str)
 @pytest.mark.parametrize("dtype", DTYPES, ids=lambda d: np.dtype(d).name)
 def test_both_transposed_algorithms_match_the_reference(case, dtype, algorithm):
     from cconv._dispatch import Algorithm
-    check_case(_TransposedBy(Algorithm[algorithm]), case, dtype)
+    check_case(forced("conv_transpose2d", algorithm=Algorithm[algorithm]), case, dtype)
 
 
 @pytest.mark.parametrize("n_threads", [2, 3])

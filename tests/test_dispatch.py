@@ -6,6 +6,8 @@ import pytest
 from cconv._dispatch import Algorithm, select_algorithm
 from cconv._params import normalize
 
+from _checks import forced
+
 
 def params(op, x_shape, w_shape, **kw):
     extra = {}
@@ -42,9 +44,17 @@ CASES = {
     "transposed 1x1, few pixels": (("conv_transpose2d", (1, 8, 4, 4), (8, 4, 1, 1)),
                                    {"stride": 2}, Algorithm.TRANSPOSED_PHASES),
     "separable, one thread": (("separable_conv2d", (1, 8, 9, 9), (8, 1, 3, 3)),
-                              {"n_threads": 1}, Algorithm.SEPARABLE_FUSED),
+                              {"n_threads": 1}, Algorithm.SEPARABLE_TWO_PASS),
     "separable, two threads": (("separable_conv2d", (1, 8, 9, 9), (8, 1, 3, 3)),
                                {"n_threads": 2}, Algorithm.SEPARABLE_TWO_PASS),
+    # 4 x (32 * 16) x 128 x 128 float32 = 128 MiB of depthwise output: still two passes;
+    # 512 MiB: fused, without the intermediate.
+    "separable, 128 MiB intermediate": (("separable_conv2d", (4, 32, 128, 128),
+                                         (512, 1, 3, 3)), {"padding": 1},
+                                        Algorithm.SEPARABLE_TWO_PASS),
+    "separable, 512 MiB intermediate": (("separable_conv2d", (16, 32, 128, 128),
+                                         (512, 1, 3, 3)), {"padding": 1},
+                                        Algorithm.SEPARABLE_FUSED),
 }
 
 
@@ -54,9 +64,13 @@ def test_select_algorithm(name):
     assert select_algorithm(params(*args, **kw)) is expected
 
 
+def _by(algorithm):
+    return forced("separable_conv2d", algorithm=algorithm).separable_conv2d
+
+
 @pytest.mark.parametrize("dtype", [np.float32, np.float64])
 def test_both_separable_algorithms_give_the_same_bits(dtype):
-    # The thread count picks fused or two-pass; results must not depend on it. C*m = 600
+    # The intermediate's size picks fused or two-pass; results must not depend on it. C*m = 600
     # spans several K-blocks of the pointwise GEMM; 70 output channels end mid-block.
     import cconv
     rng = np.random.default_rng(11)
@@ -64,8 +78,8 @@ def test_both_separable_algorithms_give_the_same_bits(dtype):
     dw = rng.standard_normal((600, 1, 3, 3)).astype(dtype)
     pw = rng.standard_normal((70, 600)).astype(dtype)
     b = rng.standard_normal(70).astype(dtype)
-    fused = cconv.separable_conv2d(x, dw, pw, None, b, stride=2, padding=1, n_threads=1)
-    two_pass = cconv.separable_conv2d(x, dw, pw, None, b, stride=2, padding=1, n_threads=2)
+    fused = _by(Algorithm.SEPARABLE_FUSED)(x, dw, pw, None, b, stride=2, padding=1)
+    two_pass = _by(Algorithm.SEPARABLE_TWO_PASS)(x, dw, pw, None, b, stride=2, padding=1)
     assert fused.tobytes() == two_pass.tobytes()
 
 
@@ -75,12 +89,12 @@ def test_both_separable_algorithms_give_the_same_bits(dtype):
 def test_separable_algorithms_agree_for_every_depthwise_kernel(dtype, k, stride, dilation):
     # The fused kernel runs the plain depthwise rows, the two-pass path the depthwise
     # module's kernels (SIMD band kernels where built): same bits for every kernel shape.
-    import cconv
     rng = np.random.default_rng(12)
     x = rng.standard_normal((1, 24, 29, 70)).astype(dtype)
     dw = rng.standard_normal((48, 1, k, k)).astype(dtype)
     pw = rng.standard_normal((17, 48)).astype(dtype)
     kw = dict(stride=stride, padding=(k // 2) * dilation, dilation=dilation)
-    fused = cconv.separable_conv2d(x, dw, pw, **kw, n_threads=1)
-    two_pass = cconv.separable_conv2d(x, dw, pw, **kw, n_threads=2)
-    assert fused.tobytes() == two_pass.tobytes()
+    for n_threads in (1, 2):
+        fused = _by(Algorithm.SEPARABLE_FUSED)(x, dw, pw, **kw, n_threads=n_threads)
+        two_pass = _by(Algorithm.SEPARABLE_TWO_PASS)(x, dw, pw, **kw, n_threads=n_threads)
+        assert fused.tobytes() == two_pass.tobytes()

@@ -7,7 +7,7 @@ cconv = pytest.importorskip("cconv")
 
 import cases  # noqa: E402
 import reference  # noqa: E402
-from _checks import DTYPES, check_against, check_case, require_cconv  # noqa: E402
+from _checks import DTYPES, check_against, check_case, forced, require_cconv  # noqa: E402
 
 require_cconv()
 
@@ -31,3 +31,16 @@ def test_separable_agrees_with_depthwise_then_pointwise(dtype):
     assert out.shape == two_step.shape == (2, 17, 6, 5)
     check_against(reference.separable_conv2d, out, [x, dw, pw, db, pb], kw, dtype)
     check_against(reference.separable_conv2d, two_step, [x, dw, pw, db, pb], kw, dtype)
+
+
+@pytest.mark.parametrize("case", cases.separable_grid(), ids=str)
+@pytest.mark.parametrize("dtype", DTYPES, ids=lambda d: np.dtype(d).name)
+def test_fused_and_two_pass_match_the_reference_and_each_other(case, dtype):
+    # The size of the intermediate picks one or the other: both must be right, and
+    # give the same bits.
+    from cconv._dispatch import Algorithm
+    fused = check_case(forced("separable_conv2d", algorithm=Algorithm.SEPARABLE_FUSED),
+                       case, dtype)
+    two_pass = check_case(forced("separable_conv2d",
+                                 algorithm=Algorithm.SEPARABLE_TWO_PASS), case, dtype)
+    assert fused.tobytes() == two_pass.tobytes(), str(case)
