@@ -28,219 +28,174 @@ cdef extern from *:
     #include <immintrin.h>
     #define CCONV_DW_SIMD 1
 
-    /* One column block of U vectors over a band of `rows` output rows. */
-    #define CCONV_DW3X3_BLOCK(VEC, LOADZ, STOREM, FMA, SET1, LANES, U, MASK)          \
+    /* The kernels below are written once over these names, defined per dtype:
+       SCALAR, VEC, LANES (values per vector), MASKT / FULL (lane masks), LOADZ (masked
+       load, zeros past the mask), STOREM (masked store), FMA, SET1. */
+
+    /* Column blocks of 4 vectors, then single vectors with a lane mask for the tail. */
+    #define CCONV_DW_COLUMNS(BLOCK)                                                   \
+        Py_ssize_t j0 = 0;                                                            \
+        for (; j0 + 4 * LANES <= cols; j0 += 4 * LANES) BLOCK(4, FULL)                \
+        for (; j0 < cols; j0 += LANES) {                                              \
+            Py_ssize_t left = cols - j0;                                              \
+            MASKT m = left >= LANES ? FULL : (MASKT)((1u << left) - 1u);              \
+            BLOCK(1, m)                                                               \
+        }
+
+    /* 3x3 stride 1, one column block over the band: input row ir completes output row
+       ir - 2 (kh 2), advances ir - 1 (kh 1) and starts ir (kh 0). */
+    #define CCONV_DW3X3_BLOCK(U, MASK)                                                \
     {                                                                                 \
         VEC A[U], B[U];                                                               \
-        for (Py_ssize_t u = 0; u < U; u++) { A[u] = vb; B[u] = vb; }  /* set before use */   \
+        for (Py_ssize_t u = 0; u < U; u++) { A[u] = vb; B[u] = vb; }  /* set before use */ \
         for (Py_ssize_t ir = 0; ir < rows + 2; ir++) {                                \
-            const SCALAR* row = p + ir * ldp + j0;                                    \
-            for (Py_ssize_t u = 0; u < U; u++) {                                             \
-                VEC x0 = LOADZ(MASK, row + u * LANES);                                \
-                VEC x1 = LOADZ(MASK, row + u * LANES + dw);                           \
-                VEC x2 = LOADZ(MASK, row + u * LANES + 2 * dw);                       \
-                if (ir >= 2) {                                                        \
-                    VEC t = FMA(w6, x0, A[u]); t = FMA(w7, x1, t); t = FMA(w8, x2, t);\
-                    STOREM(out + (ir - 2) * ldo + j0 + u * LANES, MASK, t);           \
-                }                                                                     \
-                if (ir >= 1 && ir <= rows) {                                          \
-                    VEC t = FMA(w3, x0, B[u]); t = FMA(w4, x1, t);                    \
-                    A[u] = FMA(w5, x2, t);                                            \
-                }                                                                     \
-                if (ir < rows) {                                                      \
-                    VEC t = FMA(w0, x0, vb); t = FMA(w1, x1, t);                      \
-                    B[u] = FMA(w2, x2, t);                                            \
-                }                                                                     \
+            for (Py_ssize_t u = 0; u < U; u++) {                                      \
+                const SCALAR* r = p + ir * ldp + j0 + u * LANES;                      \
+                VEC x0 = LOADZ(MASK, r), x1 = LOADZ(MASK, r + dw);                    \
+                VEC x2 = LOADZ(MASK, r + 2 * dw);                                     \
+                if (ir >= 2)                                                          \
+                    STOREM(out + (ir - 2) * ldo + j0 + u * LANES, MASK,               \
+                           FMA(wv[8], x2, FMA(wv[7], x1, FMA(wv[6], x0, A[u]))));     \
+                if (ir >= 1 && ir <= rows)                                            \
+                    A[u] = FMA(wv[5], x2, FMA(wv[4], x1, FMA(wv[3], x0, B[u])));      \
+                if (ir < rows)                                                        \
+                    B[u] = FMA(wv[2], x2, FMA(wv[1], x1, FMA(wv[0], x0, vb)));        \
             }                                                                         \
         }                                                                             \
     }
 
-    #define CCONV_DW3X3_BODY(VEC, LOADZ, STOREM, FMA, SET1, LANES, MASKT, FULL)       \
-        VEC w0 = SET1(w[0]), w1 = SET1(w[1]), w2 = SET1(w[2]), w3 = SET1(w[3]);       \
-        VEC w4 = SET1(w[4]), w5 = SET1(w[5]), w6 = SET1(w[6]), w7 = SET1(w[7]);       \
-        VEC w8 = SET1(w[8]), vb = SET1(b);                                            \
-        Py_ssize_t j0 = 0;                                                            \
-        MASKT full = FULL;                                                            \
-        for (; j0 + 4 * LANES <= cols; j0 += 4 * LANES)                               \
-            CCONV_DW3X3_BLOCK(VEC, LOADZ, STOREM, FMA, SET1, LANES, 4, full)          \
-        for (; j0 < cols; j0 += LANES) {                                              \
-            Py_ssize_t left = cols - j0;                                              \
-            MASKT m = left >= LANES ? full : (MASKT)((1u << left) - 1u);              \
-            CCONV_DW3X3_BLOCK(VEC, LOADZ, STOREM, FMA, SET1, LANES, 1, m)             \
-        }
-
-    /* out[i * ldo + j] = b + sum_{kh, kw} w[3 kh + kw] * p[(i + kh) * ldp + j + kw * dw]
-       for i < rows, j < cols. Reads p up to row rows + 1, column cols - 1 + 2 dw. */
-    static void cconv_dw3x3_band_f32(float* out, Py_ssize_t ldo, const float* p,
-                                     Py_ssize_t ldp, Py_ssize_t dw, const float* w,
-                                     Py_ssize_t rows, Py_ssize_t cols, float b)
-    {
-    #define SCALAR float
-        CCONV_DW3X3_BODY(__m512, _mm512_maskz_loadu_ps, _mm512_mask_storeu_ps,
-                         _mm512_fmadd_ps, _mm512_set1_ps, 16, __mmask16, 0xFFFF)
-    #undef SCALAR
-    }
-
-    static void cconv_dw3x3_band_f64(double* out, Py_ssize_t ldo, const double* p,
-                                     Py_ssize_t ldp, Py_ssize_t dw, const double* w,
-                                     Py_ssize_t rows, Py_ssize_t cols, double b)
-    {
-    #define SCALAR double
-        CCONV_DW3X3_BODY(__m512d, _mm512_maskz_loadu_pd, _mm512_mask_storeu_pd,
-                         _mm512_fmadd_pd, _mm512_set1_pd, 8, __mmask8, 0xFF)
-    #undef SCALAR
-    }
-
     /* 5x5 stride 1: four rotating partial rows (output rows ir-1 .. ir-4 with kh taps
        0, 0-1, 0-2, 0-3 summed) and five shifted loads per input row for 25 FMAs. */
-    #define CCONV_TAPS5(W0, ACC) FMA(W0[4], x4, FMA(W0[3], x3, FMA(W0[2], x2,                \
-                                 FMA(W0[1], x1, FMA(W0[0], x0, ACC)))))
-    #define CCONV_DW5X5_BLOCK(VEC, LOADZ, STOREM, FMA, LANES, U, MASK)                 \
+    #define CCONV_TAPS5(W, ACC)                                                       \
+        FMA((W)[4], x4, FMA((W)[3], x3, FMA((W)[2], x2, FMA((W)[1], x1, FMA((W)[0], x0, ACC)))))
+    #define CCONV_DW5X5_BLOCK(U, MASK)                                                \
     {                                                                                 \
         VEC P1[U], P2[U], P3[U], P4[U];                                               \
         for (Py_ssize_t u = 0; u < U; u++) { P1[u] = P2[u] = P3[u] = P4[u] = vb; }    \
         for (Py_ssize_t ir = 0; ir < rows + 4; ir++) {                                \
-            const SCALAR* row = p + ir * ldp + j0;                                    \
             for (Py_ssize_t u = 0; u < U; u++) {                                      \
-                const SCALAR* r = row + u * LANES;                                    \
+                const SCALAR* r = p + ir * ldp + j0 + u * LANES;                      \
                 VEC x0 = LOADZ(MASK, r), x1 = LOADZ(MASK, r + dw);                    \
                 VEC x2 = LOADZ(MASK, r + 2 * dw), x3 = LOADZ(MASK, r + 3 * dw);       \
                 VEC x4 = LOADZ(MASK, r + 4 * dw);                                     \
                 if (ir >= 4)                                                          \
                     STOREM(out + (ir - 4) * ldo + j0 + u * LANES, MASK,               \
-                           CCONV_TAPS5((wv + 20), P4[u]));                            \
-                if (ir >= 3 && ir < rows + 3) P4[u] = CCONV_TAPS5((wv + 15), P3[u]);  \
-                if (ir >= 2 && ir < rows + 2) P3[u] = CCONV_TAPS5((wv + 10), P2[u]);  \
-                if (ir >= 1 && ir < rows + 1) P2[u] = CCONV_TAPS5((wv + 5), P1[u]);   \
-                if (ir < rows) P1[u] = CCONV_TAPS5((wv), vb);                         \
+                           CCONV_TAPS5(wv + 20, P4[u]));                              \
+                if (ir >= 3 && ir < rows + 3) P4[u] = CCONV_TAPS5(wv + 15, P3[u]);    \
+                if (ir >= 2 && ir < rows + 2) P3[u] = CCONV_TAPS5(wv + 10, P2[u]);    \
+                if (ir >= 1 && ir < rows + 1) P2[u] = CCONV_TAPS5(wv + 5, P1[u]);     \
+                if (ir < rows) P1[u] = CCONV_TAPS5(wv, vb);                           \
             }                                                                         \
         }                                                                             \
     }
 
-    #define CCONV_DW5X5_BODY(VEC, LOADZ, STOREM, FMA, SET1, LANES, MASKT, FULL)       \
-        VEC wv[25], vb = SET1(b);                                                     \
-        for (Py_ssize_t t = 0; t < 25; t++) wv[t] = SET1(w[t]);                            \
-        Py_ssize_t j0 = 0;                                                            \
-        MASKT full = FULL;                                                            \
-        for (; j0 + 2 * LANES <= cols; j0 += 2 * LANES)                               \
-            CCONV_DW5X5_BLOCK(VEC, LOADZ, STOREM, FMA, LANES, 2, full)                \
-        for (; j0 < cols; j0 += LANES) {                                              \
-            Py_ssize_t left = cols - j0;                                              \
-            MASKT m = left >= LANES ? full : (MASKT)((1u << left) - 1u);              \
-            CCONV_DW5X5_BLOCK(VEC, LOADZ, STOREM, FMA, LANES, 1, m)                   \
-        }
-
-    /* out[i * ldo + j] = b + sum_{kh, kw < 5} w[5 kh + kw] * p[(i + kh) * ldp + j + kw * dw]
-       in (kh, kw) order, for i < rows, j < cols. */
-    static void cconv_dw5x5_band_f32(float* out, Py_ssize_t ldo, const float* p,
-                                     Py_ssize_t ldp, Py_ssize_t dw, const float* w,
-                                     Py_ssize_t rows, Py_ssize_t cols, float b)
-    {
-    #define SCALAR float
-    #define FMA _mm512_fmadd_ps
-        CCONV_DW5X5_BODY(__m512, _mm512_maskz_loadu_ps, _mm512_mask_storeu_ps,
-                         _mm512_fmadd_ps, _mm512_set1_ps, 16, __mmask16, 0xFFFF)
-    #undef FMA
-    #undef SCALAR
-    }
-
-    static void cconv_dw5x5_band_f64(double* out, Py_ssize_t ldo, const double* p,
-                                     Py_ssize_t ldp, Py_ssize_t dw, const double* w,
-                                     Py_ssize_t rows, Py_ssize_t cols, double b)
-    {
-    #define SCALAR double
-    #define FMA _mm512_fmadd_pd
-        CCONV_DW5X5_BODY(__m512d, _mm512_maskz_loadu_pd, _mm512_mask_storeu_pd,
-                         _mm512_fmadd_pd, _mm512_set1_pd, 8, __mmask8, 0xFF)
-    #undef FMA
-    #undef SCALAR
-    }
-
-    /* Stride 2 over column-phase planes (pe: even padded columns, po: odd ones): output
-       column j reads pe[j], po[j], pe[j + 1], so every load is unit-stride; output row i
-       reads padded rows 2i, 2i + 1, 2i + 2, the last shared with output row i + 1. */
-    #define CCONV_DW3X3S2_BLOCK(VEC, LOADZ, STOREM, FMA, LANES, U, MASK)               \
+    /* 3x3 stride 2 over column-phase planes (pe: even padded columns, po: odd ones):
+       output column j reads pe[j], po[j], pe[j + 1], so every load is unit-stride; output
+       row i reads padded rows 2i, 2i + 1, 2i + 2, the last shared with output row i + 1. */
+    #define CCONV_DW3X3S2_BLOCK(U, MASK)                                              \
     {                                                                                 \
         VEC B[U], T[U];                                                               \
         for (Py_ssize_t u = 0; u < U; u++) {                                          \
             const SCALAR* e = pe + j0 + u * LANES;                                    \
             const SCALAR* o = po + j0 + u * LANES;                                    \
-            VEC t = FMA(w0, LOADZ(MASK, e), vb); t = FMA(w1, LOADZ(MASK, o), t);      \
-            B[u] = FMA(w2, LOADZ(MASK, e + 1), t);                                    \
+            B[u] = FMA(wv[2], LOADZ(MASK, e + 1), FMA(wv[1], LOADZ(MASK, o),          \
+                       FMA(wv[0], LOADZ(MASK, e), vb)));                              \
         }                                                                             \
         for (Py_ssize_t i = 0; i < rows; i++) {                                       \
             for (Py_ssize_t u = 0; u < U; u++) {                                      \
                 const SCALAR* e = pe + (2 * i + 1) * ldp + j0 + u * LANES;            \
                 const SCALAR* o = po + (2 * i + 1) * ldp + j0 + u * LANES;            \
-                VEC t = FMA(w3, LOADZ(MASK, e), B[u]); t = FMA(w4, LOADZ(MASK, o), t);\
-                T[u] = FMA(w5, LOADZ(MASK, e + 1), t);                                \
+                T[u] = FMA(wv[5], LOADZ(MASK, e + 1), FMA(wv[4], LOADZ(MASK, o),      \
+                           FMA(wv[3], LOADZ(MASK, e), B[u])));                        \
             }                                                                         \
             for (Py_ssize_t u = 0; u < U; u++) {                                      \
                 const SCALAR* e = pe + (2 * i + 2) * ldp + j0 + u * LANES;            \
                 const SCALAR* o = po + (2 * i + 2) * ldp + j0 + u * LANES;            \
                 VEC x0 = LOADZ(MASK, e), x1 = LOADZ(MASK, o), x2 = LOADZ(MASK, e + 1);\
-                VEC t = FMA(w6, x0, T[u]); t = FMA(w7, x1, t); t = FMA(w8, x2, t);    \
-                STOREM(out + i * ldo + j0 + u * LANES, MASK, t);                      \
-                t = FMA(w0, x0, vb); t = FMA(w1, x1, t); B[u] = FMA(w2, x2, t);       \
+                STOREM(out + i * ldo + j0 + u * LANES, MASK,                          \
+                       FMA(wv[8], x2, FMA(wv[7], x1, FMA(wv[6], x0, T[u]))));         \
+                B[u] = FMA(wv[2], x2, FMA(wv[1], x1, FMA(wv[0], x0, vb)));            \
             }                                                                         \
         }                                                                             \
     }
 
-    #define CCONV_DW3X3S2_BODY(VEC, LOADZ, STOREM, FMA, SET1, LANES, MASKT, FULL)     \
-        VEC w0 = SET1(w[0]), w1 = SET1(w[1]), w2 = SET1(w[2]), w3 = SET1(w[3]);       \
-        VEC w4 = SET1(w[4]), w5 = SET1(w[5]), w6 = SET1(w[6]), w7 = SET1(w[7]);       \
-        VEC w8 = SET1(w[8]), vb = SET1(b);                                            \
-        Py_ssize_t j0 = 0;                                                            \
-        MASKT full = FULL;                                                            \
-        for (; j0 + 4 * LANES <= cols; j0 += 4 * LANES)                               \
-            CCONV_DW3X3S2_BLOCK(VEC, LOADZ, STOREM, FMA, LANES, 4, full)              \
-        for (; j0 < cols; j0 += LANES) {                                              \
-            Py_ssize_t left = cols - j0;                                              \
-            MASKT m = left >= LANES ? full : (MASKT)((1u << left) - 1u);              \
-            CCONV_DW3X3S2_BLOCK(VEC, LOADZ, STOREM, FMA, LANES, 1, m)                 \
-        }
+    /* The weights broadcast once; vb the bias. */
+    #define CCONV_DW_SETUP(TAPS)                                                      \
+        VEC wv[TAPS], vb = SET1(b);                                                   \
+        for (Py_ssize_t t = 0; t < TAPS; t++) wv[t] = SET1(w[t]);
 
-    /* out[i * ldo + j] = b + sum_kh (w[3kh] pe[r j] + w[3kh+1] po[r j] + w[3kh+2] pe[r j+1])
-       with r = (2i + kh) * ldp, in (kh, kw) order: the stride-2 3x3 of the padded plane. */
-    static void cconv_dw3x3s2_band_f32(float* out, Py_ssize_t ldo, const float* pe,
-                                       const float* po, Py_ssize_t ldp, const float* w,
-                                       Py_ssize_t rows, Py_ssize_t cols, float b)
-    {
+    /* out[i * ldo + j] = b + sum_{kh, kw < K} w[K kh + kw] * p[(i + kh) * ldp + j + kw * dw]
+       in (kh, kw) order, for i < rows, j < cols (K = 3, 5). Stride 2 (3x3): the same with
+       p[(2i + kh) * ldp + 2j + kw] read from pe (even columns) and po (odd ones). */
+    #define CCONV_DW_DEFINE(SUFFIX)                                                   \
+    static void cconv_dw3x3_band_##SUFFIX(SCALAR* out, Py_ssize_t ldo, const SCALAR* p,\
+            Py_ssize_t ldp, Py_ssize_t dw, const SCALAR* w, Py_ssize_t rows,          \
+            Py_ssize_t cols, SCALAR b)                                                \
+    { CCONV_DW_SETUP(9) CCONV_DW_COLUMNS(CCONV_DW3X3_BLOCK) }                         \
+    static void cconv_dw5x5_band_##SUFFIX(SCALAR* out, Py_ssize_t ldo, const SCALAR* p,\
+            Py_ssize_t ldp, Py_ssize_t dw, const SCALAR* w, Py_ssize_t rows,          \
+            Py_ssize_t cols, SCALAR b)                                                \
+    { CCONV_DW_SETUP(25) CCONV_DW_COLUMNS(CCONV_DW5X5_BLOCK) }                        \
+    static void cconv_dw3x3s2_band_##SUFFIX(SCALAR* out, Py_ssize_t ldo,              \
+            const SCALAR* pe, const SCALAR* po, Py_ssize_t ldp, const SCALAR* w,      \
+            Py_ssize_t rows, Py_ssize_t cols, SCALAR b)                               \
+    { CCONV_DW_SETUP(9) CCONV_DW_COLUMNS(CCONV_DW3X3S2_BLOCK) }
+
     #define SCALAR float
-        CCONV_DW3X3S2_BODY(__m512, _mm512_maskz_loadu_ps, _mm512_mask_storeu_ps,
-                           _mm512_fmadd_ps, _mm512_set1_ps, 16, __mmask16, 0xFFFF)
+    #define VEC __m512
+    #define LANES 16
+    #define MASKT __mmask16
+    #define FULL ((__mmask16) 0xFFFF)
+    #define LOADZ _mm512_maskz_loadu_ps
+    #define STOREM _mm512_mask_storeu_ps
+    #define FMA _mm512_fmadd_ps
+    #define SET1 _mm512_set1_ps
+    CCONV_DW_DEFINE(f32)
     #undef SCALAR
-    }
+    #undef VEC
+    #undef LANES
+    #undef MASKT
+    #undef FULL
+    #undef LOADZ
+    #undef STOREM
+    #undef FMA
+    #undef SET1
 
-    static void cconv_dw3x3s2_band_f64(double* out, Py_ssize_t ldo, const double* pe,
-                                       const double* po, Py_ssize_t ldp, const double* w,
-                                       Py_ssize_t rows, Py_ssize_t cols, double b)
-    {
     #define SCALAR double
-        CCONV_DW3X3S2_BODY(__m512d, _mm512_maskz_loadu_pd, _mm512_mask_storeu_pd,
-                           _mm512_fmadd_pd, _mm512_set1_pd, 8, __mmask8, 0xFF)
+    #define VEC __m512d
+    #define LANES 8
+    #define MASKT __mmask8
+    #define FULL ((__mmask8) 0xFF)
+    #define LOADZ _mm512_maskz_loadu_pd
+    #define STOREM _mm512_mask_storeu_pd
+    #define FMA _mm512_fmadd_pd
+    #define SET1 _mm512_set1_pd
+    CCONV_DW_DEFINE(f64)
     #undef SCALAR
-    }
+    #undef VEC
+    #undef LANES
+    #undef MASKT
+    #undef FULL
+    #undef LOADZ
+    #undef STOREM
+    #undef FMA
+    #undef SET1
+
     #else
     #define CCONV_DW_SIMD 0
-    static void cconv_dw3x3_band_f32(float* out, Py_ssize_t ldo, const float* p,
-                                     Py_ssize_t ldp, Py_ssize_t dw, const float* w,
-                                     Py_ssize_t rows, Py_ssize_t cols, float b) {}
-    static void cconv_dw3x3_band_f64(double* out, Py_ssize_t ldo, const double* p,
-                                     Py_ssize_t ldp, Py_ssize_t dw, const double* w,
-                                     Py_ssize_t rows, Py_ssize_t cols, double b) {}
-    static void cconv_dw3x3s2_band_f32(float* out, Py_ssize_t ldo, const float* pe,
-                                       const float* po, Py_ssize_t ldp, const float* w,
-                                       Py_ssize_t rows, Py_ssize_t cols, float b) {}
-    static void cconv_dw5x5_band_f32(float* out, Py_ssize_t ldo, const float* p,
-                                     Py_ssize_t ldp, Py_ssize_t dw, const float* w,
-                                     Py_ssize_t rows, Py_ssize_t cols, float b) {}
-    static void cconv_dw5x5_band_f64(double* out, Py_ssize_t ldo, const double* p,
-                                     Py_ssize_t ldp, Py_ssize_t dw, const double* w,
-                                     Py_ssize_t rows, Py_ssize_t cols, double b) {}
-    static void cconv_dw3x3s2_band_f64(double* out, Py_ssize_t ldo, const double* pe,
-                                       const double* po, Py_ssize_t ldp, const double* w,
-                                       Py_ssize_t rows, Py_ssize_t cols, double b) {}
+    /* Never called (CCONV_DW_SIMD is 0): only so that the module compiles. */
+    #define CCONV_DW_STUBS(SUFFIX, SCALAR)                                            \
+    static void cconv_dw3x3_band_##SUFFIX(SCALAR* out, Py_ssize_t ldo, const SCALAR* p,\
+            Py_ssize_t ldp, Py_ssize_t dw, const SCALAR* w, Py_ssize_t rows,          \
+            Py_ssize_t cols, SCALAR b) {}                                             \
+    static void cconv_dw5x5_band_##SUFFIX(SCALAR* out, Py_ssize_t ldo, const SCALAR* p,\
+            Py_ssize_t ldp, Py_ssize_t dw, const SCALAR* w, Py_ssize_t rows,          \
+            Py_ssize_t cols, SCALAR b) {}                                             \
+    static void cconv_dw3x3s2_band_##SUFFIX(SCALAR* out, Py_ssize_t ldo,              \
+            const SCALAR* pe, const SCALAR* po, Py_ssize_t ldp, const SCALAR* w,      \
+            Py_ssize_t rows, Py_ssize_t cols, SCALAR b) {}
+    CCONV_DW_STUBS(f32, float)
+    CCONV_DW_STUBS(f64, double)
     #endif
     """
     const int CCONV_DW_SIMD
