@@ -12,14 +12,16 @@ cdef enum:
     BLOCK_F64 = 32   # float64 (4 zmm)
 
 
-# A 3x3 stride-1 band kernel in AVX-512 intrinsics, the one place cconv leaves plain
-# Cython: the plain row kernel reads every input vector once per tap (nine unaligned,
-# mostly line-splitting loads per nine FMAs) and ran at about half the FMA peak; gcc
-# folds any shared load back into the FMAs' memory operands, so only explicit vector
-# registers share them. Here each input row is loaded once (three shifted vectors) and
-# feeds the three output rows that use it, through rotating row accumulators: 3 loads
-# per 9 FMAs, about 95% of the FMA peak measured. The FMA order of every output is the
-# plain kernel's (bias, then taps in (kh, kw) order), so the bits are identical.
+# Band kernels (3x3 stride 1 and 2, 5x5 stride 1) in AVX-512 intrinsics, the one place
+# cconv leaves plain Cython: the plain row kernels read every input vector once per tap
+# (nine unaligned, mostly line-splitting loads per nine FMAs for 3x3) and ran at about
+# half the FMA peak; gcc folds any shared load back into the FMAs' memory operands, so
+# only explicit vector registers share them. Here each input row is loaded once (K
+# shifted vectors) and feeds the output rows that use it, through rotating row
+# accumulators: 3 loads per 9 FMAs for 3x3, about 95% of the FMA peak measured alone.
+# The FMA order of every output is the plain kernel's (bias, then taps in (kh, kw)
+# order), so the bits are identical (float32 5x5 and 3x3 of both dtypes; gcc's float64
+# plain 5x5 does not fuse its multiply-adds, so there is no float64 5x5 band).
 # Where the compiler has no AVX-512 (portable builds), CCONV_DW_SIMD is 0 and the
 # callers keep to the plain kernels; the stubs below are never called.
 cdef extern from *:
