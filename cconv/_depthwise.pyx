@@ -36,7 +36,7 @@ from cconv._common cimport scratch_alloc, free, memset, effective_threads
 from cconv._dwrows cimport (BLOCK_F32, BLOCK_F64, CCONV_DW_SIMD, taps_span, row_3x3_s1,
                             dw_band_s1, dw3x3s2_band, dw_output_row)
 
-# The AVX-512 3x3 band kernels where the build has them (see _dwrows.pxd). Tests turn
+# The AVX-512 band kernels where the build has them (see _dwrows.pxd). Tests turn
 # them off to compare them bit for bit with the plain kernels.
 cdef bint simd_band = CCONV_DW_SIMD
 
@@ -48,13 +48,13 @@ cdef enum Band:
 
 
 def simd_band_available():
-    """Whether this build has the AVX-512 3x3 band kernels."""
+    """Whether this build has the AVX-512 band kernels."""
     return bool(CCONV_DW_SIMD)
 
 
 def _set_simd_band(bint enabled):
-    """Use the SIMD band kernels (if built) for 3x3 stride-1 and stride-2 planes;
-    returns the old setting. For tests: both paths give the same bits."""
+    """Use the SIMD band kernels (if built) where they apply (3x3 stride 1 and 2, 5x5
+    stride 1 float32); returns the old setting. For tests: both paths give the same bits."""
     global simd_band
     old = simd_band
     simd_band = enabled and CCONV_DW_SIMD
@@ -65,7 +65,7 @@ cdef void depthwise_plane(const floating* xplane, floating* padded, floating* fu
                           floating* out_c, const floating* w_c, const floating* bias_c,
                           const Py_ssize_t* off, Py_ssize_t mult, Py_ssize_t H,
                           Py_ssize_t W, Py_ssize_t pt, Py_ssize_t pl, Py_ssize_t Wp,
-                          Py_ssize_t T, Py_ssize_t row3, Py_ssize_t sh, Py_ssize_t sw,
+                          Py_ssize_t T, Py_ssize_t KW, Py_ssize_t sh, Py_ssize_t sw,
                           Py_ssize_t dh, Py_ssize_t dw, Py_ssize_t Ho, Py_ssize_t Wo,
                           bint flat, Band band, Py_ssize_t Wh,
                           Py_ssize_t odd_off) noexcept nogil:
@@ -96,7 +96,7 @@ cdef void depthwise_plane(const floating* xplane, floating* padded, floating* fu
         for i in range(H):
             for q in range(W):
                 padded[(i + pt) * Wp + pl + q] = xplane[i * W + q]
-    cdef bint k3x3 = T == 9 and row3 == 3
+    cdef bint k3x3 = T == 9 and KW == 3
     cdef Py_ssize_t span
     cdef const floating* p
     for j in range(mult):
@@ -104,7 +104,7 @@ cdef void depthwise_plane(const floating* xplane, floating* padded, floating* fu
         w_j = w_c + j * T
         b = bias_c[j] if bias_c != NULL else 0
         if band == BAND_S1:
-            dw_band_s1(row3, out_j, Wo, padded, Wp, dh, dw, w_j, Ho, Wo, b)
+            dw_band_s1(KW, out_j, Wo, padded, Wp, dh, dw, w_j, Ho, Wo, b)
             continue
         if band == BAND_S2:
             dw3x3s2_band(out_j, Wo, padded, padded + odd_off, Wh, w_j, Ho, Wo, b)
