@@ -86,8 +86,8 @@ def _gemm_plan(plan_cache, transposed, x_shape, w_shape, out_shape, stride, padd
 def _convolution(op: str, input, weight, bias=None, plan_cache=None, b_source=None,
                  algorithm=None, **kwargs):
     """The funnel. ``plan_cache`` (a dict owned by a layer object) keeps GEMM plans per
-    input shape, so repeated calls skip planning. ``b_source`` ('direct' / 'packed')
-    forces how the GEMM engine reads its input and ``algorithm`` which kernel family
+    input shape, so repeated calls skip planning. ``b_source`` ('direct' / 'channels'
+    / 'packed') forces how the GEMM engine reads its input and ``algorithm`` which kernel family
     runs (both for tests, so that every path meets every case; None chooses)."""
     p, a = normalize(op, input, weight, bias, **kwargs)
     if algorithm is None:

@@ -26,8 +26,16 @@ zmm registers of float32, four of float64).
     the input and writes zeros elsewhere, and a K-block whose taps all lie wholly in
     the padding for the whole tile is skipped. This wins where the border is wide
     relative to the map (large dilations on small maps, e.g. ASPP).
-* Micro-kernel: an ``MR x NR`` accumulator tile held in 16 zmm registers; per k, eight
-  broadcasts of A and two loads of the B row; innermost loop over the NR columns.
+* Micro-kernels: an ``MR x NR`` accumulator tile held in 16 zmm registers; per k, eight
+  broadcasts of A and two loads of the B row; innermost loop over the NR columns. A
+  direct float32 plan may instead run *channel-tiled* (``_channel_tiles_pay``): ``CB =
+  32`` output channels in the vector lanes times a run of up to 14 positions of one grid
+  row (28 zmm accumulators; per k, two loads of weights packed ``[k][CB]`` and one
+  broadcast per position). Runs cover each grid row's valid columns exactly, where 32-
+  position tiles of the source pitch discard columns (14x14 with its border: 7 tiles
+  for 196 outputs), and a run leaves out every tap that reads only the zero border for
+  it (ASPP's dilation 12 and 18 on 33x33: 43-60% of the taps), unless a weight is
+  Inf or NaN (0 * Inf is NaN). The same k order and K-blocks, so the same bits.
 * Blocking: a work item covers up to ``NC`` positions (several NR tiles) and a chunk
   of output channels. K runs in blocks of ``KC``; within a block the item's tiles and
   m-blocks reuse each other from L1/L2.
@@ -40,7 +48,9 @@ zmm registers of float32, four of float64).
   (sub-pixel decomposition): output pixels of one phase see a fixed subset of taps at
   unit stride, so the transposed conv is a *gather* per output pixel, with no
   zero-inserted input and no racing scatter.
-* Parallel axis: one flat list of work items ``(image, group, m-chunk, positions)``,
+* Parallel axis: one flat list of work items ``(image, group, m-chunk, positions)``
+  (channel-tiled: ``(image, group, m-chunk, grid rows)``, the chunk's weights capped to
+  stay in L2 while the item's runs pass),
   distributed statically, fine-grained; each item writes a disjoint set of outputs.
   The summation order of every output element is fixed by the k order and the K-blocks
   alone, so the bits depend neither on the thread count nor on how B is read.
@@ -60,6 +70,9 @@ from cconv._microkernel cimport (MR, NR_F32, NR_F64, KC, microkernel, microkerne
 
 cdef enum:
     NC = 256        # positions per work item at most (several tiles share each A block)
+    CB = 32         # output channels per block of a channel-tiled plan (2 zmm of float32)
+    CT_MAX_NP = 14  # positions per tile of a channel-tiled plan at most (28 zmm)
+    CT_CHUNK_BYTES = 393216  # packed weights per channel-tiled work item at most (L2)
     SEG_STRIDE = 3 * (3 * 32 + 4)  # one tile's segment table (up to 3 runs per grid row)
     MAX_CHUNK_ROWS = 256  # output channels per work item at most
 
@@ -72,6 +85,61 @@ ctypedef void (*direct_kernel_f32)(Py_ssize_t, const float*, const float*,
                                    const Py_ssize_t*, float*) noexcept nogil
 ctypedef void (*direct_kernel_f64)(Py_ssize_t, const double*, const double*,
                                    const Py_ssize_t*, double*) noexcept nogil
+
+
+# Channel-tiled micro-kernels (float32): C[NP x CB] += B[NP x kc] * A[kc x CB], NP
+# positions of one grid row times CB = 32 output channels, with the channels in the
+# vector lanes. acc[i][j] is output channel j at position i; per k, two loads of the
+# packed weights ([k][CB]) and NP broadcasts of the input (b + boff[k] + i), 2 * NP
+# FMAs, over the k ranges seg[2s] .. seg[2s+1] (a tap whose reads all lie in the
+# zero border for the whole run is left out: its products are exact zeros). The position tile is a run of one grid row of any length up to 14, so a row of
+# 14, 28, 56 or 33 columns is covered exactly; the position-vectorised 8 x 32 kernel
+# computes whole 32-position tiles of the source pitch (a 14x14 map with its border is
+# 7 tiles for 196 outputs, 14% discarded). NP is a compile-time constant of each copy
+# (gcc keeps the 2 * NP accumulators in registers only then), hence one macro, written
+# once, instantiated for NP = 1 .. 14 and called through a table. Plain C, no
+# intrinsics: gcc vectorises the j loop as it does the Cython kernels. The sum of every
+# output is the position-vectorised kernels' to the bit: acc from zero per K-block, one
+# FMA per k in k order, then c += acc.
+cdef extern from *:
+    """
+    #define CCONV_CT_KERNEL(NP)                                                         \
+    static void cconv_ct_kernel_##NP(Py_ssize_t nseg, const Py_ssize_t* restrict seg,   \
+                                     const float* restrict a,                           \
+                                     const float* restrict b,                           \
+                                     const Py_ssize_t* restrict boff,                   \
+                                     float* restrict c) {                               \
+        float acc[NP][32];                                                              \
+        for (Py_ssize_t i = 0; i < NP; i++)                                                    \
+            for (Py_ssize_t j = 0; j < 32; j++) acc[i][j] = 0;                                 \
+        for (Py_ssize_t s = 0; s < nseg; s++) {                                         \
+            for (Py_ssize_t k = seg[2 * s]; k < seg[2 * s + 1]; k++) {                  \
+                const float* bk = b + boff[k];                                          \
+                const float* ak = a + k * 32;                                           \
+                for (Py_ssize_t i = 0; i < NP; i++) {                                          \
+                    float bi = bk[i];                                                   \
+                    for (Py_ssize_t j = 0; j < 32; j++) acc[i][j] += bi * ak[j];               \
+                }                                                                       \
+            }                                                                           \
+        }                                                                               \
+        for (Py_ssize_t i = 0; i < NP; i++)                                                    \
+            for (Py_ssize_t j = 0; j < 32; j++) c[i * 32 + j] += acc[i][j];                    \
+    }
+    CCONV_CT_KERNEL(1) CCONV_CT_KERNEL(2) CCONV_CT_KERNEL(3) CCONV_CT_KERNEL(4)
+    CCONV_CT_KERNEL(5) CCONV_CT_KERNEL(6) CCONV_CT_KERNEL(7) CCONV_CT_KERNEL(8)
+    CCONV_CT_KERNEL(9) CCONV_CT_KERNEL(10) CCONV_CT_KERNEL(11) CCONV_CT_KERNEL(12)
+    CCONV_CT_KERNEL(13) CCONV_CT_KERNEL(14)
+    typedef void (*cconv_ct_kernel_t)(Py_ssize_t, const Py_ssize_t*, const float*,
+                                      const float*, const Py_ssize_t*, float*);
+    static const cconv_ct_kernel_t cconv_ct_kernels[15] = {
+        0, cconv_ct_kernel_1, cconv_ct_kernel_2, cconv_ct_kernel_3, cconv_ct_kernel_4,
+        cconv_ct_kernel_5, cconv_ct_kernel_6, cconv_ct_kernel_7, cconv_ct_kernel_8,
+        cconv_ct_kernel_9, cconv_ct_kernel_10, cconv_ct_kernel_11, cconv_ct_kernel_12,
+        cconv_ct_kernel_13, cconv_ct_kernel_14};
+    """
+    ctypedef void (*cconv_ct_kernel_t)(Py_ssize_t, const Py_ssize_t*, const float*,
+                                       const float*, const Py_ssize_t*, float*) noexcept nogil
+    const cconv_ct_kernel_t* cconv_ct_kernels
 
 
 # ---------------------------------------------------------------------------------
@@ -108,6 +176,14 @@ cdef struct Problem:
                              # if p + NR <= direct_limit (its reads stay inside the buffer)
     direct_kernel_f32 direct_f32
     direct_kernel_f64 direct_f64
+    bint channel_tiles       # direct, float32, blocks of CB channels by row runs (see
+                             # channel_tile_item); work rows then count grid rows
+    bint skip_taps           # channel tiles may leave out all-padding taps (the
+                             # weights are all finite, so those products are zeros)
+    const Py_ssize_t* tw_y0  # per tap, the grid rows [tw_y0, tw_y1) and columns
+    const Py_ssize_t* tw_y1  # [tw_x0, tw_x1) where it reads the input, not the border
+    const Py_ssize_t* tw_x0
+    const Py_ssize_t* tw_x1
 
 
 cdef inline Py_ssize_t kblock_end(Py_ssize_t k, Py_ssize_t k_end) noexcept nogil:
@@ -300,6 +376,99 @@ cdef void direct_blocks(const Problem* P, const floating* x_group, const floatin
                 microkernel_packed(kc, w_group + mb * P.mb_stride + k * MR, rows, bpanel, nr,
                                    cbuf + ((mb - mb0) * ntiles + tile) * tile_block)
             k = kb_end
+
+
+cdef inline Py_ssize_t block_ranges(const Problem* P, Py_ssize_t k, Py_ssize_t kb_end,
+                                    Py_ssize_t gi, Py_ssize_t col, Py_ssize_t npos,
+                                    Py_ssize_t* seg) noexcept nogil:
+    """The k ranges of K-block [k, kb_end) a channel-tiled run (grid row gi, columns
+    [col, col + npos)) computes, as pairs in seg; returns how many. Without skip_taps,
+    the whole block; with it, only taps that read some input for this run (the rest
+    read the zero border only)."""
+    cdef Py_ssize_t nseg = 0, t, lo, hi
+    cdef bint valid
+    if not P.skip_taps:
+        seg[0] = k
+        seg[1] = kb_end
+        return 1
+    while k < kb_end:
+        t = k // P.Cg
+        hi = (t + 1) * P.Cg
+        if hi > kb_end:
+            hi = kb_end
+        valid = (P.tw_y0[t] <= gi < P.tw_y1[t] and P.tw_x0[t] < col + npos
+                 and col < P.tw_x1[t])
+        if valid:
+            if nseg and seg[2 * nseg - 1] == k:
+                seg[2 * nseg - 1] = hi
+            else:
+                seg[2 * nseg] = k
+                seg[2 * nseg + 1] = hi
+                nseg += 1
+        k = hi
+    return nseg
+
+
+cdef void channel_tile_item(const Problem* P, const float* x_group, const float* w_group,
+                            const float* bias_group, float* out_img, Py_ssize_t g,
+                            Py_ssize_t phase, Py_ssize_t row0, Py_ssize_t nrows,
+                            Py_ssize_t mb0, Py_ssize_t mb1, float* cbuf) noexcept nogil:
+    """Output channels [mb0*CB, mb1*CB) x grid rows [row0, row0+nrows) of one phase, in
+    a direct plan with channel-tiled weights ([group][block of CB channels][k][CB]).
+
+    Each grid row's wg valid columns are split into the fewest runs of at most
+    CT_MAX_NP, as even as possible (56 -> 4 x 14, 33 -> 3 x 11); a run's C block (NP x
+    CB, from the bias) takes every K-block in order, then goes to the output channel by
+    channel. Only valid columns are computed, so no read passes the grid."""
+    cdef Py_ssize_t pitch = P.ph_pitch[phase], wg = P.ph_wg[phase]
+    cdef Py_ssize_t dst0 = P.ph_dst0[phase], drs = P.ph_drs[phase], dcs = P.ph_dcs[phase]
+    cdef Py_ssize_t k0 = P.ph_tap0[phase] * P.Cg, k_end = P.ph_tap1[phase] * P.Cg
+    cdef Py_ssize_t n_runs = (wg + CT_MAX_NP - 1) // CT_MAX_NP
+    cdef Py_ssize_t short_len, n_long, mb, rows, gi, col, run, npos, i, j, k, kb_end
+    cdef Py_ssize_t nseg
+    cdef Py_ssize_t seg[2 * KC]   # k ranges of one K-block (it spans at most KC taps)
+    cdef float v
+    cdef float* orow
+    cdef cconv_ct_kernel_t kernel
+    if n_runs == 0:
+        return
+    short_len = wg // n_runs
+    n_long = wg - short_len * n_runs      # the first n_long runs take one more column
+    for gi in range(row0, row0 + nrows):
+        col = 0
+        for run in range(n_runs):
+            npos = short_len + (1 if run < n_long else 0)
+            kernel = cconv_ct_kernels[npos]
+            # The item's m-blocks in turn on this run: its input (a few KiB) stays in L1
+            # and the chunk's weights in L2 (Plan.work caps them).
+            for mb in range(mb0, mb1):
+                rows = P.M - mb * CB
+                if rows > CB:
+                    rows = CB
+                for j in range(CB):
+                    v = 0
+                    if bias_group != NULL and j < rows:
+                        v = bias_group[mb * CB + j]
+                    for i in range(npos):
+                        cbuf[i * CB + j] = v
+                k = k0
+                while k < k_end:
+                    kb_end = kblock_end(k, k_end)
+                    nseg = block_ranges(P, k, kb_end, gi, col, npos, seg)
+                    if nseg:
+                        kernel(nseg, seg, w_group + mb * P.mb_stride,
+                               x_group + gi * pitch + col, P.boff, cbuf)
+                    k = kb_end
+                for j in range(rows):
+                    orow = (out_img + (g * P.M + mb * CB + j) * P.out_plane + dst0
+                            + gi * drs + col * dcs)
+                    if dcs == 1:
+                        for i in range(npos):
+                            orow[i] = cbuf[i * CB + j]
+                    else:
+                        for i in range(npos):
+                            orow[i * dcs] = cbuf[i * CB + j]
+            col += npos
 
 
 cdef void run_item(const Problem* P, const floating* x_img, floating* out_img,
@@ -501,6 +670,14 @@ cdef int run_problem(const Problem* P, const floating* x, floating* out,
             mb1 = mb0 + mb_per_chunk
             if mb1 > P.n_mblocks:
                 mb1 = P.n_mblocks
+            if floating is float:
+                if P.channel_tiles:
+                    channel_tile_item(P, x + n * P.C_in_img * P.H * P.W + g * P.Cg * P.H * P.W,
+                                      w + g * P.w_group,
+                                      (bias + g * P.M) if bias != NULL else NULL,
+                                      out + n * P.C_out_img * P.out_plane, g, work[3 * row],
+                                      work[3 * row + 1], work[3 * row + 2], mb0, mb1, cbuf)
+                    continue
             run_item(P, x + n * P.C_in_img * P.H * P.W, out + n * P.C_out_img * P.out_plane,
                      w + g * P.w_group, (bias + g * P.M) if bias != NULL else NULL,
                      g, work[3 * row], work[3 * row + 1], work[3 * row + 2], mb0, mb1,
@@ -517,11 +694,13 @@ cdef int run_problem(const Problem* P, const floating* x, floating* out,
 # these only build the plan (taps, phases, work list, weight offsets) and run it.
 
 def plan_work(phase_positions, Py_ssize_t n_mblocks, Py_ssize_t n_images, Py_ssize_t nr,
-              int n_threads, double weight_bytes=0):
+              int n_threads, double weight_bytes=0, Py_ssize_t block=MR,
+              Py_ssize_t max_chunk=MAX_CHUNK_ROWS):
     """Split the positions of every phase into work items and pick the m-chunk size.
 
     Returns (work, mb_per_chunk): work rows are (phase, first position, positions).
-    Items hold up to NC positions and MAX_CHUNK_ROWS output channels. With several
+    Items hold up to NC positions and MAX_CHUNK_ROWS output channels, in m-blocks of
+    ``block`` channels (a channel-tiled plan passes grid rows as positions, nr = 1). With several
     threads both shrink (positions to one tile, channels to two blocks) until every
     thread has about four items, since coarse items lost 20% to imbalance at 2 threads.
     Which shrinks first depends on the weights: every item streams its chunk of them,
@@ -529,7 +708,7 @@ def plan_work(phase_positions, Py_ssize_t n_mblocks, Py_ssize_t n_images, Py_ssi
     traffic). Neither choice changes any result: each output's sum runs over k in the
     same order.
     """
-    per_chunk = max(1, min(n_mblocks, MAX_CHUNK_ROWS // MR))
+    per_chunk = max(1, min(n_mblocks, MAX_CHUNK_ROWS // block, max_chunk))
     tiles_per_item = NC // nr
     target = 1 if n_threads <= 1 else 4 * n_threads
     channels_first = weight_bytes > 512 * 1024
@@ -563,11 +742,13 @@ class Plan:
     __slots__ = ("N", "C_in", "H", "W", "G", "M", "out_plane", "sy", "sx", "tap_dy",
                  "tap_dx", "phase_cols", "positions", "_work", "tap_base", "polyphase", "Cg",
                  "inplace", "packed_layout", "pack_spec", "prefer_packed", "packed", "K",
-                 "direct", "boff", "direct_limit")
+                 "direct", "boff", "direct_limit", "channel_tiles", "channel_layout",
+                 "tap_window")
 
     def __init__(self, N, C_in, H, W, G, M, out_plane, sy, sx, lda, w_group, aoff, tap_dy,
                  tap_dx, phases, pack_spec, prefer_packed=False, tap_base=None,
-                 polyphase=None, Cg=None, direct=None):
+                 polyphase=None, Cg=None, direct=None, channel_tiles=False,
+                 tap_window=None):
         # C_in counts the channels of one image as stored (phase planes included);
         # Cg the input channels one group's taps run over.
         self.N, self.C_in, self.H, self.W, self.G, self.M = N, C_in, H, W, G, M
@@ -581,6 +762,16 @@ class Plan:
         # stream per block (the plan builders say which pays).
         self.inplace = (aoff, lda, MR * lda, w_group)
         self.packed_layout = (np.arange(K, dtype=np.intp) * MR, 1, K * MR, n_mblocks * K * MR)
+        # A direct plan may run float32 channel-tiled (channel_tile_item), on weights
+        # packed as [group][block of CB channels][k][CB]; float64 keeps the 8 x 32 tiles.
+        self.channel_tiles = bool(channel_tiles) and direct is not None
+        n_cblocks = (M + CB - 1) // CB
+        self.channel_layout = (np.arange(K, dtype=np.intp) * CB, 1, K * CB, n_cblocks * K * CB)
+        # Rows 0-3: per tap, the grid rows [y0, y1) and columns [x0, x1) where it reads
+        # the input (see _tap_windows); channel tiles leave a tap out of a run outside.
+        self.tap_window = None
+        if self.channel_tiles and tap_window is not None:
+            self.tap_window = np.ascontiguousarray(tap_window, dtype=np.intp).reshape(4, -1)
         # (weight offset of each tap, stride between input channels, between output
         # channels, between groups) of the weights as given, for packing them.
         tap_off, chan_stride = pack_spec
@@ -620,24 +811,33 @@ class Plan:
             self.direct_limit = C_in * plane + direct.slack - (G - 1) * self.Cg * plane - top
         self._work = {}
 
-    def work(self, int n_threads, Py_ssize_t nr):
-        """(work rows, m-blocks per chunk, threads actually used) for a thread count."""
-        key = (n_threads, nr)
+    def work(self, int n_threads, Py_ssize_t nr, bint channel_tiles=False):
+        """(work rows, m-blocks per chunk, threads actually used) for a thread count.
+        Channel-tiled work rows count grid rows (first row, rows), in blocks of CB."""
+        key = (n_threads, nr, channel_tiles)
         cached = self._work.get(key)
         if cached is None:
-            n_mblocks = (self.M + MR - 1) // MR
+            block = CB if channel_tiles else MR
+            positions = self.phase_cols[0].tolist() if channel_tiles else self.positions
+            unit = 1 if channel_tiles else nr
+            n_mblocks = (self.M + block - 1) // block
             macs = float(self.N) * self.G * self.M * self.out_plane * max(self.K, 1)
             threads = effective_threads(n_threads, self.N * self.G * sum(self.positions) // nr + 1,
                                         macs)
-            work, per_chunk = plan_work(self.positions, n_mblocks, self.N * self.G, nr, threads,
-                                        float(self.G) * self.M * self.K * 4)
+            # A channel-tiled item runs its m-blocks on every run of positions in turn,
+            # so their weights should stay in L2: at most CT_CHUNK_BYTES of them.
+            max_chunk = (max(1, CT_CHUNK_BYTES // max(1, self.K * CB * 4))
+                         if channel_tiles else n_mblocks)
+            work, per_chunk = plan_work(positions, n_mblocks, self.N * self.G, unit, threads,
+                                        float(self.G) * self.M * self.K * 4, block, max_chunk)
             cached = self._work[key] = (work, per_chunk, threads)
         return cached
 
 
 def execute(plan, work_plan, layout, const floating[::1] x, floating[::1] out,
-            const floating[::1] w, bias):
-    """Run a plan: x, out, w flattened C-contiguous arrays of one dtype."""
+            const floating[::1] w, bias, bint skip_taps=False):
+    """Run a plan: x, out, w flattened C-contiguous arrays of one dtype. ``skip_taps``
+    (channel tiles): every weight is finite, so all-padding taps may be left out."""
     cdef Problem P
     cdef Py_ssize_t nr = NR_F32 if floating is float else NR_F64
     if plan.N == 0:
@@ -658,11 +858,21 @@ def execute(plan, work_plan, layout, const floating[::1] x, floating[::1] out,
     P.M = plan.M
     P.C_out_img = plan.G * plan.M
     P.out_plane = plan.out_plane
-    P.n_mblocks = (P.M + MR - 1) // MR
     P.lda = layout[1]
     P.mb_stride = layout[2]
     P.w_group = layout[3]
     P.a_packed = layout is plan.packed_layout
+    P.channel_tiles = layout is plan.channel_layout
+    cdef Py_ssize_t[:, ::1] tw
+    P.skip_taps = P.channel_tiles and plan.tap_window is not None and skip_taps
+    if P.skip_taps:
+        tw = plan.tap_window
+        P.tw_y0 = &tw[0, 0]
+        P.tw_y1 = &tw[1, 0]
+        P.tw_x0 = &tw[2, 0]
+        P.tw_x1 = &tw[3, 0]
+    cdef Py_ssize_t block = CB if P.channel_tiles else MR
+    P.n_mblocks = (P.M + block - 1) // block
     P.sy = plan.sy
     P.sx = plan.sx
     P.aoff = &aoff[0] if aoff.shape[0] else NULL
@@ -703,45 +913,53 @@ def execute(plan, work_plan, layout, const floating[::1] x, floating[::1] out,
 
 cdef void pack_block(const floating* src, Py_ssize_t src_lda, Py_ssize_t rows,
                      Py_ssize_t chan_stride, const Py_ssize_t* toff, Py_ssize_t T,
-                     Py_ssize_t Cg, floating* dst) noexcept nogil:
-    """One block of MR output channels: dst[(t*Cg + c)*MR + i] = src[i*src_lda +
-    c*chan_stride + toff[t]] for i < rows, 0 for the rows past them."""
+                     Py_ssize_t Cg, Py_ssize_t width, floating* dst) noexcept nogil:
+    """One block of `width` (MR or CB) output channels: dst[(t*Cg + c)*width + i] =
+    src[i*src_lda + c*chan_stride + toff[t]] for i < rows, 0 for the rows past them."""
     cdef const floating* rp[MR]
-    cdef Py_ssize_t i, c, c0, c1, t
+    cdef Py_ssize_t i, c, c0, c1, t, sub, row
     # Input channels per pass: their source lines stay in L1 over all taps. Sixteen when
     # a channel's taps are contiguous (OIHW); four when channels lie a multiple of 4 KiB
     # apart (transposed weights, (C_in, C_out, kh, kw)): those lines share one L1 set,
     # and sixteen of them in 8 ways thrashed (3.4 GB/s packing DCGAN's 8 MB weights).
     cdef Py_ssize_t group = 16 if chan_stride * <Py_ssize_t> sizeof(floating) < 1024 else 4
     cdef floating* d
-    if rows > MR:
-        rows = MR
+    if rows > width:
+        rows = width
     c0 = 0
     while c0 < Cg:
         c1 = c0 + group
         if c1 > Cg:
             c1 = Cg
-        for t in range(T):
-            # Eight row pointers for this tap (rows past the last repeat it, then get
-            # zeroed), so the copy is eight loads and one contiguous store run per c.
-            for i in range(MR):
-                rp[i] = src + (i if i < rows else rows - 1) * src_lda + toff[t]
-            d = dst + t * Cg * MR
-            for c in range(c0, c1):
+        # Eight source rows at a time, also in a block of CB: rows a multiple of 4 KiB
+        # apart (1x1 512 -> 512: 2 KiB; ASPP's 2048 x 9 taps) share L1 sets, and 32 of
+        # them thrashed (3.8 and 1.6 GB/s, against 7.5 for eight).
+        sub = 0
+        while sub < width:
+            for t in range(T):
+                # Eight row pointers for this tap (rows past the last repeat it, then get
+                # zeroed), so the copy is eight loads and one contiguous store run per c.
                 for i in range(MR):
-                    d[c * MR + i] = rp[i][c * chan_stride]
-            if rows < MR:
+                    row = sub + i
+                    rp[i] = src + (row if row < rows else rows - 1) * src_lda + toff[t]
+                d = dst + t * Cg * width + sub
                 for c in range(c0, c1):
-                    for i in range(rows, MR):
-                        d[c * MR + i] = 0
+                    for i in range(MR):
+                        d[c * width + i] = rp[i][c * chan_stride]
+                if rows < sub + MR:
+                    for c in range(c0, c1):
+                        for i in range(rows - sub if rows > sub else 0, MR):
+                            d[c * width + i] = 0
+            sub += MR
         c0 = c1
 
 
 def _pack_blocks(const floating[::1] w, const Py_ssize_t[::1] tap_off, Py_ssize_t chan_stride,
                  Py_ssize_t src_lda, Py_ssize_t src_group, Py_ssize_t G, Py_ssize_t M,
-                 Py_ssize_t Cg, int n_threads):
-    """packed[((g*nmb + mb)*K + t*Cg + c)*MR + i] = w[g*src_group + (mb*MR + i)*src_lda
-    + c*chan_stride + tap_off[t]], zero for channels past M.
+                 Py_ssize_t Cg, int n_threads, Py_ssize_t width=MR):
+    """packed[((g*nmb + mb)*K + t*Cg + c)*width + i] = w[g*src_group + (mb*width +
+    i)*src_lda + c*chan_stride + tap_off[t]], zero for channels past M; blocks of width
+    MR (8 x 32 tiles) or CB (channel tiles) channels.
 
     Parallel over blocks of MR output channels. Within a block, input channels go in
     groups of 16: their source values (MR channels x 16 inputs x T taps, a few KiB)
@@ -750,8 +968,10 @@ def _pack_blocks(const floating[::1] w, const Py_ssize_t[::1] tap_off, Py_ssize_
     thrashing.)
     """
     cdef Py_ssize_t T = tap_off.shape[0], K = T * Cg
-    cdef Py_ssize_t n_blocks = (M + MR - 1) // MR, blk, g, mb
-    packed_arr = np.empty(G * n_blocks * K * MR,
+    if width != MR and width != CB:
+        raise ValueError(f"width must be {MR} or {CB}, got {width}")
+    cdef Py_ssize_t n_blocks = (M + width - 1) // width, blk, g, mb
+    packed_arr = np.empty(G * n_blocks * K * width,
                           dtype=np.float32 if floating is float else np.float64)
     cdef floating[::1] packed_view = packed_arr
     if K == 0 or G * M == 0:
@@ -764,8 +984,8 @@ def _pack_blocks(const floating[::1] w, const Py_ssize_t[::1] tap_off, Py_ssize_
         for blk in prange(G * n_blocks, schedule="static", num_threads=n_threads):
             g = blk // n_blocks
             mb = blk - g * n_blocks
-            pack_block(src + g * src_group + mb * MR * src_lda, src_lda, M - mb * MR,
-                       chan_stride, toff, T, Cg, packed + blk * K * MR)
+            pack_block(src + g * src_group + mb * width * src_lda, src_lda, M - mb * width,
+                       chan_stride, toff, T, Cg, width, packed + blk * K * width)
     return packed_arr
 
 
@@ -779,25 +999,59 @@ def run(plan, x, w, bias, out, int n_threads, bint weights_frozen=False):
     nr = NR_F32 if is_float else NR_F64
     w_flat = w.reshape(-1)
     layout = plan.inplace
+    channel_tiles = plan.channel_tiles and is_float
+    finite = False
     if plan.prefer_packed or plan.direct is not None or (weights_frozen and len(w_flat)):
-        layout = plan.packed_layout
+        layout = plan.channel_layout if channel_tiles else plan.packed_layout
         if weights_frozen and plan.packed is not None and plan.packed[0] is w:
-            w_flat = plan.packed[1]
+            w_flat, finite = plan.packed[1], plan.packed[2]
         else:
             tap_off, chan_stride, src_lda, src_group = plan.pack_spec
             w_flat = _pack_blocks(w_flat, tap_off, chan_stride, src_lda, src_group, plan.G,
-                                  plan.M, plan.Cg, n_threads)
+                                  plan.M, plan.Cg, n_threads, CB if channel_tiles else MR)
+            finite = bool(channel_tiles and plan.tap_window is not None
+                          and _all_finite(w_flat))
             if weights_frozen:
-                plan.packed = (w, w_flat)
+                plan.packed = (w, w_flat, finite)
     if len(w_flat) == 0:
         w_flat = np.zeros(1, dtype=x.dtype)  # no tap reaches any output: bias only
     if plan.direct is not None:
         x = _direct_source(x, plan.direct, n_threads)
     elif plan.polyphase is not None:
         x = _polyphase_planes(x, plan, n_threads)
-    execute(plan, plan.work(n_threads, nr), layout, x.reshape(-1), out.reshape(-1), w_flat,
-            bias)
+    # 0 * Inf and 0 * NaN are NaN: with a non-finite weight no tap is left out.
+    execute(plan, plan.work(n_threads, nr, channel_tiles), layout, x.reshape(-1),
+            out.reshape(-1), w_flat, bias, finite)
     return out
+
+
+def _all_finite(const floating[::1] a):
+    """Whether every value of a is finite: a * 0 is 0 for finite a and NaN for Inf and
+    NaN, summed in 16 lanes so that gcc vectorises it (about 10 us per MB)."""
+    cdef floating lanes[16]
+    cdef Py_ssize_t n = a.shape[0], i, l
+    cdef floating total = 0
+    for l in range(16):
+        lanes[l] = 0
+    with nogil:
+        for i in range(n // 16):
+            for l in range(16):
+                lanes[l] += a[i * 16 + l] * 0
+        for i in range(n - n % 16, n):
+            total += a[i] * 0
+        for l in range(16):
+            total += lanes[l]
+    return total == 0
+
+
+def _tap_windows(H, W, stride, dy, dx):
+    """Per tap t (grid point (i, j) reads input (i * sh + dy[t], j * sw + dx[t])): the
+    grid rows [y0, y1) and columns [x0, x1) where it reads the input, as a (4, T) array;
+    elsewhere it reads the zero border."""
+    sh, sw = stride
+    dy = np.asarray(dy, dtype=np.intp)
+    dx = np.asarray(dx, dtype=np.intp)
+    return np.stack([-(dy // sh), (H - 1 - dy) // sh + 1, -(dx // sw), (W - 1 - dx) // sw + 1])
 
 
 def _packing_pays(uses_per_weight, contiguous_rows):
@@ -891,6 +1145,37 @@ def _direct_pays(direct_tiles, packed_tiles):
     return 100 * direct_tiles <= 115 * packed_tiles
 
 
+def _channel_runs(wg):
+    """Lengths of the runs a channel-tiled plan splits a grid row of wg columns into: the
+    fewest of at most CT_MAX_NP, as even as possible (as channel_tile_item does)."""
+    n = -(-wg // CT_MAX_NP)
+    return [wg // n + (1 if r < wg % n else 0) for r in range(n)] if n else []
+
+
+def _channel_tiles_pay(M, grids, Ws):
+    """Whether a direct plan runs float32 channel-tiled (CB channels x a run of one grid
+    row) rather than in 8 x 32 tiles (MR channels x 32 positions of the source pitch).
+
+    Both run at about the same fraction of the peak on the work they compute, so the
+    rule compares the work: 8 x 32 tiles cover every grid row's Ws source columns,
+    rounded up to whole tiles (a 14x14 map bordered to 16 wide: 7 tiles for 196
+    outputs, 1.14x), channel tiles round M up to CB channels and lose their
+    register blocking on runs under four positions. Measured, float32, 1 thread:
+    channel tiles 13% faster on 3x3 256 -> 256 at 14x14, 5% on 1x1 512 -> 512 at
+    14x14, 10% on the dilated 64-channel 56x56 (pitch 60), 12-40% on ASPP's 33x33
+    maps; the same within noise at 112x112 and 224x224 (pitch waste under 2%); 12%
+    slower on 1x1 256 -> 64 at 56x56 (no waste to win back). Hence a 3.5% margin.
+    """
+    if M <= 0:
+        return False
+    tiled = ct = 0.0
+    for hg, wg, *_ in grids:
+        tiled += -(-(hg * Ws) // NR_F32) * NR_F32 * (-(-M // MR) * MR)
+        runs = sum(r * max(1.0, 4.0 / r) for r in _channel_runs(wg))
+        ct += hg * runs * (-(-M // CB) * CB)
+    return tiled >= 1.035 * ct
+
+
 def _grid_tiles(grids, pitch=None):
     """Tiles of NR_F32 positions over grids of (hg, wg, ...), rows of ``pitch`` if given."""
     return sum(-(-(g[0] * (g[1] if pitch is None else pitch)) // NR_F32) for g in grids)
@@ -966,15 +1251,22 @@ def _fill_source(const floating[:, :, ::1] x, floating[::1] planes,
                     row[j] = 0
 
 
-def _choose_direct(b_source, weights_packed, grids, Ws):
-    """Whether a plan reads B in place: ``b_source`` 'direct' / 'packed' forces it (tests
-    run both on every case); None decides by _direct_pays, and only where packing the
-    weights pays anyway (a direct plan always runs on packed weights)."""
+def _choose_direct(b_source, weights_packed, grids, Ws, M):
+    """(direct, channel_tiles): whether a plan reads B in place, and whether it then runs
+    float32 channel-tiled. ``b_source`` 'direct' / 'channels' / 'packed' forces it (tests
+    run all three on every case); None decides by _direct_pays and _channel_tiles_pay,
+    and only where packing the weights pays anyway (a direct plan always runs on packed
+    weights)."""
     if b_source is not None:
-        if b_source not in ("direct", "packed"):
-            raise ValueError(f"b_source must be 'direct', 'packed' or None, got {b_source!r}")
-        return b_source == "direct"
-    return weights_packed and _direct_pays(_grid_tiles(grids, Ws), _grid_tiles(grids))
+        if b_source not in ("direct", "channels", "packed"):
+            raise ValueError("b_source must be 'direct', 'channels', 'packed' or None, "
+                             f"got {b_source!r}")
+        return b_source != "packed", b_source == "channels"
+    if not weights_packed:
+        return False, False
+    if _channel_tiles_pay(M, grids, Ws):
+        return True, True
+    return _direct_pays(_grid_tiles(grids, Ws), _grid_tiles(grids)), False
 
 
 def col2im(const floating[:, :, :, :, :, :, ::1] y, bias, floating[:, :, :, ::1] out,
@@ -1064,10 +1356,13 @@ def conv2d_plan(x_shape, w_shape, out_shape, stride, padding, dilation, int grou
     prefer_packed = _packing_pays(N * H_out * W_out, KH * KW == 1)
     grids = [(H_out, W_out, tap_dy, tap_dx)]
     src, phase, qy, qx = _direct_geometry(H, W, stride, grids)
-    if _choose_direct(b_source, prefer_packed, grids, src.Ws):
+    direct, channel_tiles = _choose_direct(b_source, prefer_packed, grids, src.Ws, M)
+    if direct:
         return Plan(N, len(src.used) * C_in, src.Hs, src.Ws, groups, M, H_out * W_out, 1, 1,
                     lda, M * lda, aoff, qy, qx, phases, pack_spec, True,
-                    tap_base=phase * C_in * src.Hs * src.Ws, Cg=Cg, direct=src)
+                    tap_base=phase * C_in * src.Hs * src.Ws, Cg=Cg, direct=src,
+                    channel_tiles=channel_tiles,
+                    tap_window=_tap_windows(H, W, stride, tap_dy, tap_dx))
     tap_base = polyphase = None
     C_img = C_in
     if (sh, sw) != (1, 1):
@@ -1144,8 +1439,11 @@ def conv_transpose2d_plan(x_shape, w_shape, out_shape, stride, padding, dilation
              if t1 > t0]
     if grids:
         src, _, qy, qx = _direct_geometry(H, W, (1, 1), grids)
-        if _choose_direct(b_source, prefer_packed, grids, src.Ws):
+        direct, channel_tiles = _choose_direct(b_source, prefer_packed, grids, src.Ws, M)
+        if direct:
             return Plan(N, C_in, src.Hs, src.Ws, groups, M, H_out * W_out, 1, 1, KH * KW,
-                        Cg * M * KH * KW, aoff, qy, qx, phases, pack_spec, True, direct=src)
+                        Cg * M * KH * KW, aoff, qy, qx, phases, pack_spec, True, direct=src,
+                        channel_tiles=channel_tiles,
+                        tap_window=_tap_windows(H, W, (1, 1), tap_dy, tap_dx))
     return Plan(N, C_in, H, W, groups, M, H_out * W_out, 1, 1, KH * KW, Cg * M * KH * KW,
                 aoff, tap_dy, tap_dx, phases, pack_spec, prefer_packed)

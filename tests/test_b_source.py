@@ -1,10 +1,13 @@
 """How the GEMM engine reads its input (B): in place from zero-bordered source planes (a
-direct plan) or through packed panels, and that the two never differ by a bit.
+direct plan, in 8 x 32 tiles or, float32, channel-tiled) or through packed panels, and
+that the three never differ by a bit.
 
-Both read the same k order in the same K-blocks, so every output is the same sum in the
-same order; the choice is a pure rule on the layer's shape (``_igemm._direct_pays`` via
-the plan builders), tested as a table. Every awkward-size case of the conv2d and
-transposed grids runs both ways, against the reference and against each other.
+All read the same k order in the same K-blocks, so every output is the same sum in the
+same order (channel tiles leave out all-padding taps, whose products are exact zeros);
+the choice is a pure rule on the layer's shape (``_igemm._direct_pays`` and
+``_channel_tiles_pay`` via the plan builders), tested as a table. Every awkward-size
+case of the conv2d and transposed grids runs all three ways, against the reference and
+against each other.
 """
 
 import numpy as np
@@ -30,7 +33,7 @@ class _Forced:
                                        algorithm=Algorithm.TRANSPOSED_PHASES).conv_transpose2d
 
 
-DIRECT, PACKED = _Forced("direct"), _Forced("packed")
+DIRECT, PACKED, CHANNELS = _Forced("direct"), _Forced("packed"), _Forced("channels")
 
 GEMM_CASES = (cases.conv2d_awkward() + cases.conv2d_product_grid()
               + cases.conv_transpose2d_awkward() + cases.conv_transpose2d_product_grid()
@@ -42,18 +45,60 @@ GEMM_CASES = (cases.conv2d_awkward() + cases.conv2d_product_grid()
 def test_direct_and_packed_b_match_the_reference_and_each_other(case, dtype):
     direct = check_case(DIRECT, case, dtype)
     packed = check_case(PACKED, case, dtype)
+    channels = check_case(CHANNELS, case, dtype)
     np.testing.assert_array_equal(direct, packed, err_msg=str(case))
+    np.testing.assert_array_equal(channels, packed, err_msg=str(case))
 
 
+@pytest.mark.parametrize("b_source", ["direct", "channels"])
 @pytest.mark.parametrize("n_threads", [2, 3])
-def test_direct_plans_give_the_same_bits_for_any_thread_count(n_threads):
+def test_direct_plans_give_the_same_bits_for_any_thread_count(n_threads, b_source):
     rng = np.random.default_rng(3)
     x = rng.standard_normal((2, 37, 23, 19)).astype(np.float32)
-    w = rng.standard_normal((21, 37, 3, 3)).astype(np.float32)
-    one = _functional._convolution("conv2d", x, w, padding=1, b_source="direct", n_threads=1)
-    many = _functional._convolution("conv2d", x, w, padding=1, b_source="direct",
+    w = rng.standard_normal((45, 37, 3, 3)).astype(np.float32)
+    one = _functional._convolution("conv2d", x, w, padding=2, dilation=2, b_source=b_source,
+                                   n_threads=1)
+    many = _functional._convolution("conv2d", x, w, padding=2, dilation=2, b_source=b_source,
                                     n_threads=n_threads)
     np.testing.assert_array_equal(one, many)
+
+
+@pytest.mark.parametrize("bad", [np.inf, -np.inf, np.nan])
+def test_channel_tiles_keep_nonfinite_weights_on_all_padding_taps(bad):
+    # Dilation 4 on a 5x5 map: at the corner outputs most taps read only the border, and
+    # channel tiles leave such taps out, but 0 * Inf is NaN: with a non-finite weight
+    # nothing is left out, so the result is the reference's: no finite output in channel
+    # 7 (NaN where the tap reads the border, +-Inf or NaN where it reads the input).
+    rng = np.random.default_rng(5)
+    x = rng.standard_normal((1, 3, 5, 5)).astype(np.float32)
+    w = rng.standard_normal((40, 3, 3, 3)).astype(np.float32)
+    w[7, 1, 0, 0] = bad
+    out = _functional._convolution("conv2d", x, w, padding=4, dilation=4, b_source="channels")
+    packed = _functional._convolution("conv2d", x, w, padding=4, dilation=4, b_source="packed")
+    assert not np.isfinite(out[0, 7]).any()
+    assert np.isnan(out[0, 7, :4, :4]).all()
+    np.testing.assert_array_equal(out, packed)
+    finite = np.delete(np.arange(40), 7)
+    assert np.isfinite(out[0, finite]).all()
+
+
+def test_all_finite():
+    a = np.zeros(37, np.float32)
+    assert _igemm._all_finite(a) and _igemm._all_finite(a[:0])
+    for i in (0, 16, 31, 36):
+        for bad in (np.inf, -np.inf, np.nan):
+            b = a.copy()
+            b[i] = bad
+            assert not _igemm._all_finite(b)
+    assert _igemm._all_finite(np.full(40, np.finfo(np.float64).max))
+
+
+@pytest.mark.parametrize("wg, runs", [
+    (0, []), (1, [1]), (14, [14]), (15, [8, 7]), (28, [14, 14]), (33, [11, 11, 11]),
+    (56, [14, 14, 14, 14]), (57, [12, 12, 11, 11, 11]), (224, [14] * 16),
+])
+def test_channel_runs_split_a_row_evenly(wg, runs):
+    assert _igemm._channel_runs(wg) == runs
 
 
 def test_direct_plan_on_nonfinite_input_in_the_border_columns():
@@ -74,25 +119,48 @@ def _conv_plan(xs, ws, stride=1, pad=0, dilation=1):
                               ((pad, pad), (pad, pad)), (dilation, dilation), 1)
 
 
-@pytest.mark.parametrize("name, plan_args, direct", [
-    # A direct plan pays when its extra border columns cost less than packing panels.
-    ("ResNet 3x3 at 56x56: 58/56 columns", ((1, 64, 56, 56), (64, 64, 3, 3), 1, 1), True),
-    ("VGG 3x3 at 112x112", ((1, 128, 112, 112), (128, 128, 3, 3), 1, 1), True),
-    ("1x1 at 56x56: no border", ((1, 256, 56, 56), (64, 256, 1, 1)), True),
-    ("ResNet stem 7x7 stride 2", ((1, 3, 224, 224), (64, 3, 7, 7), 2, 3), True),
-    ("3x3 at 14x14: 16/14 columns, same tiles", ((1, 256, 14, 14), (256, 256, 3, 3), 1, 1),
+@pytest.mark.parametrize("name, plan_args, direct, channel_tiles", [
+    # A direct plan pays when its extra border columns cost less than packing panels;
+    # channel tiles where the 8 x 32 tiles would discard 3.5% or more.
+    ("ResNet 3x3 at 56x56: 58/56 columns", ((1, 64, 56, 56), (64, 64, 3, 3), 1, 1), True,
+     True),
+    ("VGG 3x3 at 112x112: 114/112", ((1, 128, 112, 112), (128, 128, 3, 3), 1, 1), True,
+     False),
+    ("1x1 at 56x56: no border", ((1, 256, 56, 56), (64, 256, 1, 1)), True, False),
+    ("ResNet stem 7x7 stride 2", ((1, 3, 224, 224), (64, 3, 7, 7), 2, 3), True, False),
+    ("3x3 at 14x14: 7 tiles of 16/14 columns for 196", ((1, 256, 14, 14), (256, 256, 3, 3),
+                                                       1, 1), True, True),
+    ("dilation 2 at 56x56: 60/56 columns", ((1, 64, 56, 56), (64, 64, 3, 3), 1, 2, 2), True,
      True),
     ("ASPP dilation 6 at 33x33: 45/33 columns", ((1, 64, 33, 33), (64, 64, 3, 3), 1, 6, 6),
-     False),
-    ("ASPP dilation 12", ((1, 64, 33, 33), (64, 64, 3, 3), 1, 12, 12), False),
+     True, True),
+    ("ASPP dilation 12", ((1, 64, 33, 33), (64, 64, 3, 3), 1, 12, 12), True, True),
+    ("ASPP dilation 12, 8 channels: 4x the lanes", ((1, 64, 33, 33), (8, 64, 3, 3), 1, 12,
+                                                   12), False, False),
     # Direct plans run on packed weights: never where packing them does not pay.
     ("1x1 512 at 14x14: 196 uses, packed weights", ((1, 512, 14, 14), (512, 512, 1, 1)),
-     True),
-    ("1x1 1024 at 7x7: weights stay in place", ((1, 1024, 7, 7), (1024, 1024, 1, 1)), False),
-    ("3x3 at 4x4: 16 uses per weight", ((1, 64, 4, 4), (64, 64, 3, 3), 1, 1), False),
+     True, True),
+    ("1x1 1024 at 7x7: weights stay in place", ((1, 1024, 7, 7), (1024, 1024, 1, 1)), False,
+     False),
+    ("3x3 at 4x4: 16 uses per weight", ((1, 64, 4, 4), (64, 64, 3, 3), 1, 1), False, False),
 ])
-def test_which_conv2d_plans_are_direct(name, plan_args, direct):
-    assert (_conv_plan(*plan_args).direct is not None) is direct, name
+def test_which_conv2d_plans_are_direct(name, plan_args, direct, channel_tiles):
+    plan = _conv_plan(*plan_args)
+    assert (plan.direct is not None) is direct, name
+    assert plan.channel_tiles is channel_tiles, name
+
+
+@pytest.mark.parametrize("M, grids, Ws, expected", [
+    (256, [(14, 14)], 16, True),     # 224 / 196 = 1.14
+    (64, [(56, 56)], 56, False),     # no border: 98 whole tiles either way
+    (64, [(56, 56)], 58, True),      # 102 tiles for 98 (1.041)
+    (64, [(112, 112)], 114, False),  # 1.018
+    (48, [(14, 14)], 16, False),     # 64 lanes for 48 channels (1.33) against 1.14
+    (256, [(16, 2)], 2, False),      # runs of two positions at half the FMA rate: 1 tile
+    (0, [(14, 14)], 16, False),
+])
+def test_channel_tiles_pay_rule(M, grids, Ws, expected):
+    assert _igemm._channel_tiles_pay(M, grids, Ws) is expected
 
 
 def test_which_transposed_plans_are_direct():
