@@ -1161,12 +1161,15 @@ def _channel_tiles_pay(M, grids, Ws):
     rounded up to whole tiles (a 14x14 map bordered to 16 wide: 7 tiles for 196
     outputs, 1.14x), channel tiles round M up to CB channels and lose their
     register blocking on runs under four positions. Measured, float32, 1 thread:
-    channel tiles 13% faster on 3x3 256 -> 256 at 14x14, 5% on 1x1 512 -> 512 at
-    14x14, 10% on the dilated 64-channel 56x56 (pitch 60), 12-40% on ASPP's 33x33
+    channel tiles 13% faster on 3x3 256 -> 256 at 14x14, 10% on the dilated
+    64-channel 56x56 (pitch 60), 12-40% on ASPP's 33x33
     maps; the same within noise at 112x112 and 224x224 (pitch waste under 2%); 12%
     slower on 1x1 256 -> 64 at 56x56 (no waste to win back). Hence a 3.5% margin.
+    Grids whose taps are all single (1x1 convs: no border to skip) keep 8 x 32 tiles:
+    on 1x1 512 -> 512 at 14x14 channel tiles gained 5% on one thread but lost 12% on
+    two (0.90 against 0.80 ms), where their work split re-reads the input per chunk.
     """
-    if M <= 0:
+    if M <= 0 or all(len(g) > 2 and len(g[2]) == 1 for g in grids):
         return False
     tiled = ct = 0.0
     for hg, wg, *_ in grids:
