@@ -943,9 +943,16 @@ cdef void pack_block(const floating* src, Py_ssize_t src_lda, Py_ssize_t rows,
                     row = sub + i
                     rp[i] = src + (row if row < rows else rows - 1) * src_lda + toff[t]
                 d = dst + t * Cg * width + sub
-                for c in range(c0, c1):
-                    for i in range(MR):
-                        d[c * width + i] = rp[i][c * chan_stride]
+                # The block width as a constant in each branch: with it a variable, gcc
+                # kept the stores scalar and the copy ran at half the speed.
+                if width == CB:
+                    for c in range(c0, c1):
+                        for i in range(MR):
+                            d[c * CB + i] = rp[i][c * chan_stride]
+                else:
+                    for c in range(c0, c1):
+                        for i in range(MR):
+                            d[c * MR + i] = rp[i][c * chan_stride]
                 if rows < sub + MR:
                     for c in range(c0, c1):
                         for i in range(rows - sub if rows > sub else 0, MR):
@@ -1026,22 +1033,21 @@ def run(plan, x, w, bias, out, int n_threads, bint weights_frozen=False):
 
 
 def _all_finite(const floating[::1] a):
-    """Whether every value of a is finite: a * 0 is 0 for finite a and NaN for Inf and
-    NaN, summed in 16 lanes so that gcc vectorises it (about 10 us per MB)."""
-    cdef floating lanes[16]
-    cdef Py_ssize_t n = a.shape[0], i, l
-    cdef floating total = 0
-    for l in range(16):
-        lanes[l] = 0
+    """Whether every value of a is finite: a - a is 0 for finite a and NaN for Inf and
+    NaN, and NaN != NaN; an OR over the values, which gcc vectorises (about 50 us for
+    the 2.4 MB of a 3x3 256 -> 256 layer's weights)."""
+    cdef Py_ssize_t n = a.shape[0], i
+    cdef const floating* p
+    cdef floating v
+    cdef int bad = 0
+    if n == 0:
+        return True
+    p = &a[0]
     with nogil:
-        for i in range(n // 16):
-            for l in range(16):
-                lanes[l] += a[i * 16 + l] * 0
-        for i in range(n - n % 16, n):
-            total += a[i] * 0
-        for l in range(16):
-            total += lanes[l]
-    return total == 0
+        for i in range(n):
+            v = p[i] - p[i]
+            bad |= v != v
+    return bad == 0
 
 
 def _tap_windows(H, W, stride, dy, dx):
