@@ -101,6 +101,46 @@ def test_channel_runs_split_a_row_evenly(wg, runs):
     assert _igemm._channel_runs(wg) == runs
 
 
+@pytest.mark.parametrize("wg, cuts, runs", [
+    (33, [18, 15], [9, 9, 8, 7]),    # ASPP dilation 18: [0, 18) and [18, 33)
+    (33, [12, 21], [11, 10, 12]),    # dilation 12: the 9-column middle joins the left
+    (33, [6, 27], [11, 11, 11]),     # dilation 6: 6-column borders join the middle
+    (14, [1, 13], [14]),             # 3x3 padding 1
+    (30, [0, 30, -4, 99], [10, 10, 10]),  # cuts at or past the ends change nothing
+    (40, [20], [10, 10, 10, 10]),
+])
+def test_channel_runs_cut_at_tap_windows(wg, cuts, runs):
+    assert _igemm._channel_runs(wg, cuts) == runs
+    assert sum(runs) == wg
+
+
+# Borders wide enough for runs of their own (_channel_runs): ASPP-like dilations on
+# small maps, rectangular, strided, grouped, and a transposed conv with a wide border.
+WIDE_BORDER_CASES = [
+    cases.conv2d_case(1, 5, 40, (27, 29), 3, padding=13, dilation=13),
+    cases.conv2d_case(2, 3, 33, (21, 40), 3, padding=(4, 14), dilation=(2, 14)),
+    cases.conv2d_case(1, 4, 36, 31, 3, stride=2, padding=12, dilation=12),
+    cases.conv2d_case(1, 6, 64, 30, 3, padding=11, dilation=11, groups=2),
+    cases.conv2d_case(1, 7, 35, (9, 34), (1, 3), padding=(0, 16), dilation=16, bias=False),
+    cases.conv_transpose2d_case(1, 6, 34, (5, 30), 3, padding=0, dilation=(1, 12)),
+]
+
+
+@pytest.mark.parametrize("case", WIDE_BORDER_CASES, ids=str)
+@pytest.mark.parametrize("dtype", DTYPES, ids=lambda d: np.dtype(d).name)
+def test_channel_tiles_with_border_runs_match_the_reference_and_packed(case, dtype):
+    channels = check_case(CHANNELS, case, dtype)
+    packed = check_case(PACKED, case, dtype)
+    np.testing.assert_array_equal(channels, packed, err_msg=str(case))
+
+
+def test_channel_tiled_plans_cut_rows_at_the_tap_windows():
+    plan = _conv_plan((1, 64, 33, 33), (64, 64, 3, 3), 1, 18, 18)
+    first, pairs = plan.ct_runs
+    assert first.tolist() == [0, 4]
+    assert pairs[:8].reshape(-1, 2).tolist() == [[0, 9], [9, 9], [18, 8], [26, 7]]
+
+
 def test_direct_plan_on_nonfinite_input_in_the_border_columns():
     # Garbage columns of a direct plan (grid columns past the output width) read the
     # next row's data; an Inf there must not leak into a kept output.
