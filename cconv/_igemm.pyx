@@ -239,6 +239,10 @@ cdef struct Problem:
     const Py_ssize_t* tw_y1  # [tw_x0, tw_x1) where it reads the input, not the border
     const Py_ssize_t* tw_x0
     const Py_ssize_t* tw_x1
+    const Py_ssize_t* in_y0      # skip_taps: per phase, the grid rows [in_y0, in_y1) and
+    const Py_ssize_t* in_y1      # columns [in_x0, in_x1) where every tap reads the input
+    const Py_ssize_t* in_x0
+    const Py_ssize_t* in_x1
     const Py_ssize_t* run_first  # channel tiles: phase p's runs are run_first[p] ..
     const Py_ssize_t* runs       # run_first[p + 1], each (first column, length)
 
@@ -435,16 +439,20 @@ cdef void direct_blocks(const Problem* P, const floating* x_group, const floatin
             k = kb_end
 
 
-cdef inline Py_ssize_t block_ranges(const Problem* P, Py_ssize_t k, Py_ssize_t kb_end,
-                                    Py_ssize_t gi, Py_ssize_t col, Py_ssize_t npos,
-                                    Py_ssize_t* seg) noexcept nogil:
+cdef inline Py_ssize_t block_ranges(const Problem* P, Py_ssize_t phase, Py_ssize_t k,
+                                    Py_ssize_t kb_end, Py_ssize_t gi, Py_ssize_t col,
+                                    Py_ssize_t npos, Py_ssize_t* seg) noexcept nogil:
     """The k ranges of K-block [k, kb_end) a channel-tiled run (grid row gi, columns
     [col, col + npos)) computes, as pairs in seg; returns how many. Without skip_taps,
     the whole block; with it, only taps that read some input for this run (the rest
     read the zero border only)."""
     cdef Py_ssize_t nseg = 0, t, lo, hi
     cdef bint valid
-    if not P.skip_taps:
+    if not P.skip_taps or (P.in_y0[phase] <= gi < P.in_y1[phase] and P.in_x0[phase] <= col
+                           and col + npos <= P.in_x1[phase]):
+        # Every tap reads the input somewhere in this run (most runs: away from the
+        # border), so the whole block, without a pass over its taps (a 7x7 conv on 3
+        # channels has 49 taps per K-block of 147 k: that pass cost 10% of it).
         seg[0] = k
         seg[1] = kb_end
         return 1
@@ -507,7 +515,7 @@ cdef void channel_tile_item(const Problem* P, const float* x_group, const float*
                 k = k0
                 while k < k_end:
                     kb_end = kblock_end(k, k_end)
-                    nseg = block_ranges(P, k, kb_end, gi, col, npos, seg)
+                    nseg = block_ranges(P, phase, k, kb_end, gi, col, npos, seg)
                     if nseg:
                         kernel(nseg, seg, w_group + mb * P.mb_stride,
                                x_group + gi * pitch + col, P.boff, cbuf)
@@ -848,20 +856,25 @@ class Plan:
         self.positions = (self.phase_cols[0] * self.phase_cols[7]).tolist()
         if self.channel_tiles:
             # Per phase, the runs of a grid row (_channel_runs, cut at the phase's tap
-            # windows): row 0 is each phase's first run, then (first column, length)
-            # pairs of all phases in turn.
+            # windows): each phase's first run, then (first column, length) pairs of
+            # all phases in turn; and the interior where every tap of the phase reads
+            # the input (rows y0, y1 and columns x0, x1 per phase).
             first, pairs = [0], []
+            interior = np.zeros((4, len(phase_cols)), dtype=np.intp)
             for p in range(len(phase_cols)):
                 t0, t1 = int(self.phase_cols[5, p]), int(self.phase_cols[6, p])
                 cuts = ([] if self.tap_window is None else
                         self.tap_window[2, t0:t1].tolist() + self.tap_window[3, t0:t1].tolist())
+                if self.tap_window is not None and t1 > t0:
+                    tw = self.tap_window[:, t0:t1]
+                    interior[:, p] = (tw[0].max(), tw[1].min(), tw[2].max(), tw[3].min())
                 col = 0
                 for length in _channel_runs(int(self.phase_cols[1, p]), cuts):
                     pairs += [col, length]
                     col += length
                 first.append(len(pairs) // 2)
             self.ct_runs = (np.asarray(first, dtype=np.intp),
-                            np.asarray(pairs + [0, 0], dtype=np.intp))
+                            np.asarray(pairs + [0, 0], dtype=np.intp), interior)
         self.boff = np.zeros(0, dtype=np.intp)
         self.direct_limit = 0
         if direct is not None:
@@ -932,10 +945,15 @@ def execute(plan, work_plan, layout, const floating[::1] x, floating[::1] out,
     P.channel_tiles = layout is plan.channel_layout
     cdef Py_ssize_t[:, ::1] tw
     cdef Py_ssize_t[::1] run_first, runs
+    cdef Py_ssize_t[:, ::1] interior
     if P.channel_tiles:
-        run_first, runs = plan.ct_runs
+        run_first, runs, interior = plan.ct_runs
         P.run_first = &run_first[0]
         P.runs = &runs[0]
+        P.in_y0 = &interior[0, 0]
+        P.in_y1 = &interior[1, 0]
+        P.in_x0 = &interior[2, 0]
+        P.in_x1 = &interior[3, 0]
     P.skip_taps = P.channel_tiles and plan.tap_window is not None and skip_taps
     if P.skip_taps:
         tw = plan.tap_window
@@ -1264,14 +1282,14 @@ def _channel_tiles_pay(M, grids, Ws):
     rule compares the work: 8 x 32 tiles cover every grid row's Ws source columns,
     rounded up to whole tiles (a 14x14 map bordered to 16 wide: 7 tiles for 196
     outputs, 1.14x), channel tiles round M up to CB channels and lose their
-    register blocking on runs under four positions. Measured, float32, 1 thread:
-    channel tiles 13% faster on 3x3 256 -> 256 at 14x14, 10% on the dilated
-    64-channel 56x56 (pitch 60), 12-40% on ASPP's 33x33
-    maps; the same within noise at 112x112 and 224x224 (pitch waste under 2%); 12%
-    slower on 1x1 256 -> 64 at 56x56 (no waste to win back). Hence a 3.5% margin.
-    Grids whose taps are all single (1x1 convs: no border to skip) keep 8 x 32 tiles:
-    on 1x1 512 -> 512 at 14x14 channel tiles gained 5% on one thread but lost 12% on
-    two (0.90 against 0.80 ms), where their work split re-reads the input per chunk.
+    register blocking on runs under four positions; channel tiles wherever they
+    compute less. Measured, float32, 1 thread, against 8 x 32 tiles: 13% faster on 3x3
+    256 -> 256 at 14x14, 10% on the dilated 64-channel 56x56 (pitch 60), 12-40% on
+    ASPP's 33x33 maps, 6% on VGG's 3x3 at 112x112 (pitch waste 1.8%), 2% at 224x224,
+    even on the 7x7 stride-2 stem (2.7%); 12% slower on 1x1 256 -> 64 at 56x56 (no
+    waste to win back). Grids whose taps are all single (1x1 convs: no border to
+    skip) keep 8 x 32 tiles: on 1x1 512 -> 512 at 14x14 channel tiles gained 5% on one
+    thread but lost 12% on two (0.90 against 0.80 ms).
     """
     if M <= 0 or all(len(g) > 2 and len(g[2]) == 1 for g in grids):
         return False
@@ -1280,7 +1298,7 @@ def _channel_tiles_pay(M, grids, Ws):
         tiled += -(-(hg * Ws) // NR_F32) * NR_F32 * (-(-M // MR) * MR)
         runs = sum(r * max(1.0, 4.0 / r) for r in _channel_runs(wg))
         ct += hg * runs * (-(-M // CB) * CB)
-    return tiled >= 1.035 * ct
+    return tiled > ct
 
 
 def _grid_tiles(grids, pitch=None):

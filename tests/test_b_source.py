@@ -136,9 +136,13 @@ def test_channel_tiles_with_border_runs_match_the_reference_and_packed(case, dty
 
 def test_channel_tiled_plans_cut_rows_at_the_tap_windows():
     plan = _conv_plan((1, 64, 33, 33), (64, 64, 3, 3), 1, 18, 18)
-    first, pairs = plan.ct_runs
+    first, pairs, interior = plan.ct_runs
     assert first.tolist() == [0, 4]
     assert pairs[:8].reshape(-1, 2).tolist() == [[0, 9], [9, 9], [18, 8], [26, 7]]
+    # Dilation 18 on 33: no grid row or column where all three taps read the input.
+    assert interior[:, 0].tolist() == [18, 15, 18, 15]
+    plan = _conv_plan((1, 64, 20, 30), (64, 64, 3, 3), 1, 1)
+    assert plan.ct_runs[2][:, 0].tolist() == [1, 19, 1, 29]
 
 
 def test_direct_plan_on_nonfinite_input_in_the_border_columns():
@@ -161,13 +165,15 @@ def _conv_plan(xs, ws, stride=1, pad=0, dilation=1):
 
 @pytest.mark.parametrize("name, plan_args, direct, channel_tiles", [
     # A direct plan pays when its extra border columns cost less than packing panels;
-    # channel tiles where the 8 x 32 tiles would discard 3.5% or more.
+    # channel tiles where the 8 x 32 tiles would compute more (and there are borders).
     ("ResNet 3x3 at 56x56: 58/56 columns", ((1, 64, 56, 56), (64, 64, 3, 3), 1, 1), True,
      True),
     ("VGG 3x3 at 112x112: 114/112", ((1, 128, 112, 112), (128, 128, 3, 3), 1, 1), True,
-     False),
+     True),
     ("1x1 at 56x56: no border", ((1, 256, 56, 56), (64, 256, 1, 1)), True, False),
-    ("ResNet stem 7x7 stride 2", ((1, 3, 224, 224), (64, 3, 7, 7), 2, 3), True, False),
+    ("ResNet stem 7x7 stride 2: 115/112", ((1, 3, 224, 224), (64, 3, 7, 7), 2, 3), True,
+     True),
+    ("3x3 without padding at 58x58: 58/56", ((1, 64, 58, 58), (64, 64, 3, 3)), True, True),
     ("3x3 at 14x14: 7 tiles of 16/14 columns for 196", ((1, 256, 14, 14), (256, 256, 3, 3),
                                                        1, 1), True, True),
     ("dilation 2 at 56x56: 60/56 columns", ((1, 64, 56, 56), (64, 64, 3, 3), 1, 2, 2), True,
@@ -194,7 +200,8 @@ def test_which_conv2d_plans_are_direct(name, plan_args, direct, channel_tiles):
     (256, [(14, 14)], 16, True),     # 224 / 196 = 1.14
     (64, [(56, 56)], 56, False),     # no border: 98 whole tiles either way
     (64, [(56, 56)], 58, True),      # 102 tiles for 98 (1.041)
-    (64, [(112, 112)], 114, False),  # 1.018
+    (64, [(112, 112)], 114, True),   # 1.018
+    (64, [(64, 64)], 64, False),     # 128 whole tiles either way
     (48, [(14, 14)], 16, False),     # 64 lanes for 48 channels (1.33) against 1.14
     (256, [(16, 2)], 2, False),      # runs of two positions at half the FMA rate: 1 tile
     (0, [(14, 14)], 16, False),
