@@ -110,7 +110,8 @@ cdef extern from *:
                                      const float* restrict a,                           \
                                      const float* restrict b,                           \
                                      const Py_ssize_t* restrict boff,                   \
-                                     float* restrict c) {                               \
+                                     float* restrict c,                                 \
+                                     const float* restrict init) {                      \
         float acc[NP][32];                                                              \
         for (Py_ssize_t i = 0; i < NP; i++)                                                    \
             for (Py_ssize_t j = 0; j < 32; j++) acc[i][j] = 0;                                 \
@@ -124,15 +125,20 @@ cdef extern from *:
                 }                                                                       \
             }                                                                           \
         }                                                                               \
-        for (Py_ssize_t i = 0; i < NP; i++)                                                    \
-            for (Py_ssize_t j = 0; j < 32; j++) c[i * 32 + j] += acc[i][j];                    \
+        if (init)                                                                       \
+            for (Py_ssize_t i = 0; i < NP; i++)                                         \
+                for (Py_ssize_t j = 0; j < 32; j++) c[i * 32 + j] = init[j] + acc[i][j];\
+        else                                                                            \
+            for (Py_ssize_t i = 0; i < NP; i++)                                         \
+                for (Py_ssize_t j = 0; j < 32; j++) c[i * 32 + j] += acc[i][j];         \
     }
     CCONV_CT_KERNEL(1) CCONV_CT_KERNEL(2) CCONV_CT_KERNEL(3) CCONV_CT_KERNEL(4)
     CCONV_CT_KERNEL(5) CCONV_CT_KERNEL(6) CCONV_CT_KERNEL(7) CCONV_CT_KERNEL(8)
     CCONV_CT_KERNEL(9) CCONV_CT_KERNEL(10) CCONV_CT_KERNEL(11) CCONV_CT_KERNEL(12)
     CCONV_CT_KERNEL(13) CCONV_CT_KERNEL(14)
     typedef void (*cconv_ct_kernel_t)(Py_ssize_t, const Py_ssize_t*, const float*,
-                                      const float*, const Py_ssize_t*, float*);
+                                      const float*, const Py_ssize_t*, float*,
+                                      const float*);
 
     /* A run's C block c[NP][32] to the output: channel j's NP values go to
        out + j * ldo (consecutive columns), for j < rows. With AVX-512, each half of 16
@@ -191,7 +197,8 @@ cdef extern from *:
         cconv_ct_kernel_13, cconv_ct_kernel_14};
     """
     ctypedef void (*cconv_ct_kernel_t)(Py_ssize_t, const Py_ssize_t*, const float*,
-                                       const float*, const Py_ssize_t*, float*) noexcept nogil
+                                       const float*, const Py_ssize_t*, float*,
+                                       const float*) noexcept nogil
     const cconv_ct_kernel_t* cconv_ct_kernels
     void cconv_ct_store(const float* c, Py_ssize_t npos, Py_ssize_t rows, float* out,
                         Py_ssize_t ldo) noexcept nogil
@@ -456,8 +463,8 @@ cdef inline Py_ssize_t block_ranges(const Problem* P, Py_ssize_t phase, Py_ssize
         seg[0] = k
         seg[1] = kb_end
         return 1
+    t = k // P.Cg
     while k < kb_end:
-        t = k // P.Cg
         hi = (t + 1) * P.Cg
         if hi > kb_end:
             hi = kb_end
@@ -471,6 +478,7 @@ cdef inline Py_ssize_t block_ranges(const Problem* P, Py_ssize_t phase, Py_ssize
                 seg[2 * nseg + 1] = hi
                 nseg += 1
         k = hi
+        t += 1
     return nseg
 
 
@@ -492,6 +500,7 @@ cdef void channel_tile_item(const Problem* P, const float* x_group, const float*
     cdef Py_ssize_t nseg
     cdef Py_ssize_t seg[2 * KC]   # k ranges of one K-block (it spans at most KC taps)
     cdef float bias_row[CB]
+    cdef const float* init
     cdef float* orow
     cdef cconv_ct_kernel_t kernel
     for gi in range(row0, row0 + nrows):
@@ -505,21 +514,25 @@ cdef void channel_tile_item(const Problem* P, const float* x_group, const float*
                 rows = P.M - mb * CB
                 if rows > CB:
                     rows = CB
-                # The C block starts at the bias (position by position: contiguous
-                # stores of CB values, where channel by channel they were strided).
+                # The C block starts at the bias: the first K-block's kernel call writes
+                # bias + acc (the same rounding as adding acc to a copy of the bias,
+                # without that copy), the later ones add.
                 for j in range(CB):
                     bias_row[j] = bias_group[mb * CB + j] if bias_group != NULL and j < rows else 0
-                for i in range(npos):
-                    for j in range(CB):
-                        cbuf[i * CB + j] = bias_row[j]
+                init = bias_row
                 k = k0
                 while k < k_end:
                     kb_end = kblock_end(k, k_end)
                     nseg = block_ranges(P, phase, k, kb_end, gi, col, npos, seg)
                     if nseg:
                         kernel(nseg, seg, w_group + mb * P.mb_stride,
-                               x_group + gi * pitch + col, P.boff, cbuf)
+                               x_group + gi * pitch + col, P.boff, cbuf, init)
+                        init = NULL
                     k = kb_end
+                if init != NULL:   # no tap reads the input for this run: the bias alone
+                    for i in range(npos):
+                        for j in range(CB):
+                            cbuf[i * CB + j] = bias_row[j]
                 orow = out_img + (g * P.M + mb * CB) * P.out_plane + dst0 + gi * drs + col * dcs
                 if dcs == 1:
                     cconv_ct_store(cbuf, npos, rows, orow, P.out_plane)
