@@ -1014,6 +1014,19 @@ def execute(plan, work_plan, layout, const floating[::1] x, floating[::1] out,
         raise MemoryError("cconv: could not allocate per-thread scratch memory")
 
 
+cdef inline void copy_rows4(floating* d, Py_ssize_t width, const floating** rp,
+                            Py_ssize_t c0, Py_ssize_t c1, Py_ssize_t chan_stride) noexcept nogil:
+    """d[c * width + i] = rp[i][c * chan_stride] for i < MR, c0 <= c < c1, four source
+    rows per pass (see pack_block)."""
+    cdef Py_ssize_t i, c
+    for i in range(0, MR, 4):
+        for c in range(c0, c1):
+            d[c * width + i] = rp[i][c * chan_stride]
+            d[c * width + i + 1] = rp[i + 1][c * chan_stride]
+            d[c * width + i + 2] = rp[i + 2][c * chan_stride]
+            d[c * width + i + 3] = rp[i + 3][c * chan_stride]
+
+
 cdef void pack_block(const floating* src, Py_ssize_t src_lda, Py_ssize_t rows,
                      Py_ssize_t chan_stride, const Py_ssize_t* toff, Py_ssize_t T,
                      Py_ssize_t Cg, Py_ssize_t width, floating* dst) noexcept nogil:
@@ -1048,7 +1061,18 @@ cdef void pack_block(const floating* src, Py_ssize_t src_lda, Py_ssize_t rows,
                 d = dst + t * Cg * width + sub
                 # The block width as a constant in each branch: with it a variable, gcc
                 # kept the stores scalar and the copy ran at half the speed.
-                if width == CB:
+                # Strided source rows under 16 KiB apart (3x3 OIHW up to 455 input
+                # channels): four rows per pass over c, since with eight pointers live
+                # gcc parked them in vector registers and moved one back per element
+                # (256 -> 256 3x3: 0.30 -> 0.19 ms). Contiguous rows (1x1) and rows far
+                # apart (ASPP's 2048 x 9) measured faster with all eight in one pass
+                # (1x1 512: 0.08 against 0.18 ms; ASPP 3.5 against 4.8).
+                if chan_stride > 1 and src_lda * <Py_ssize_t> sizeof(floating) < 16384:
+                    if width == CB:
+                        copy_rows4(d, CB, rp, c0, c1, chan_stride)
+                    else:
+                        copy_rows4(d, MR, rp, c0, c1, chan_stride)
+                elif width == CB:
                     for c in range(c0, c1):
                         for i in range(MR):
                             d[c * CB + i] = rp[i][c * chan_stride]
