@@ -803,6 +803,17 @@ def plan_work(phase_positions, Py_ssize_t n_mblocks, Py_ssize_t n_images, Py_ssi
         even = -(-per_item // nr) * nr
         for p0 in range(0, n_pos, even):
             rows.append((phase, p0, min(even, n_pos - p0)))
+    # A static schedule gives each thread a contiguous share of the items: with a count
+    # that the threads do not divide, one thread runs an item more (1x1 256 -> 256 on
+    # 28x28: 13 items of two tiles, 7 against 6). Splitting the channels once or twice
+    # more, where there are channels to split, evens the count.
+    for _ in range(2):
+        n_chunks = -(-n_mblocks // per_chunk)
+        if n_threads <= 1 or (n_images * len(rows) * n_chunks) % n_threads == 0:
+            break
+        if per_chunk < 2 or -(-n_mblocks // ((per_chunk + 1) // 2)) == n_chunks:
+            break
+        per_chunk = (per_chunk + 1) // 2
     return np.asarray(rows, dtype=np.intp).reshape(-1, 3), per_chunk
 
 
@@ -1113,7 +1124,11 @@ def _pack_blocks(const floating[::1] w, const Py_ssize_t[::1] tap_off, Py_ssize_
     cdef floating* packed = &packed_view[0]
     cdef const floating* src = &w[0]
     cdef const Py_ssize_t* toff = &tap_off[0]
-    n_threads = effective_threads(n_threads, G * n_blocks, <double> G * M * K / 8)
+    # Each weight counts as a multiply-add of work: copies are cheap, but a block packed
+    # by the thread whose work items then read it stays in that core's L2 (with the
+    # eighth of that, 1x1 512 -> 512 packed on one thread and the other read half the
+    # weights across cores: 0.72 ms on two threads, 0.57 with the weights packed once).
+    n_threads = effective_threads(n_threads, G * n_blocks, <double> G * M * K)
     with nogil:
         for blk in prange(G * n_blocks, schedule="static", num_threads=n_threads):
             g = blk // n_blocks

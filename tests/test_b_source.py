@@ -247,3 +247,24 @@ def test_b_source_is_checked():
     with pytest.raises(ValueError, match="b_source"):
         _igemm.conv2d_plan((1, 2, 5, 5), (2, 2, 3, 3), (1, 2, 3, 3), (1, 1),
                            ((0, 0), (0, 0)), (1, 1), 1, b_source="sideways")
+
+
+@pytest.mark.parametrize("positions, n_mblocks, n_threads, weight_bytes, items", [
+    ([784], 32, 1, 256 * 1024, 4),     # one thread: items as large as NC allows
+    ([784], 32, 2, 256 * 1024, 26),    # 13 position items: channels split to even them
+    ([196], 64, 2, 1024 * 1024, 8),    # 1 x 8 chunks: already even
+    ([784], 32, 3, 256 * 1024, 52),    # 13 x 4 chunks: three threads never divide it, two
+                                       # halvings at most (18, 17, 17 items)
+    ([100], 1, 2, 1024, 4),            # one m-block: nothing to split, 4 items stay
+])
+def test_work_items_cover_the_grid_and_even_out_over_the_threads(positions, n_mblocks,
+                                                                 n_threads, weight_bytes,
+                                                                 items):
+    rows, per_chunk = _igemm.plan_work(positions, n_mblocks, 1, 32, n_threads, weight_bytes)
+    n_chunks = -(-n_mblocks // per_chunk)
+    assert len(rows) * n_chunks == items
+    # Every position of every phase in exactly one row.
+    for phase, n_pos in enumerate(positions):
+        mine = rows[rows[:, 0] == phase]
+        assert mine[0, 1] == 0 and (mine[1:, 1] == mine[:-1, 1] + mine[:-1, 2]).all()
+        assert mine[:, 2].sum() == n_pos
