@@ -1338,12 +1338,11 @@ def _channel_tiles_pay(M, grids, Ws):
     compute less. Measured, float32, 1 thread, against 8 x 32 tiles: 13% faster on 3x3
     256 -> 256 at 14x14, 10% on the dilated 64-channel 56x56 (pitch 60), 12-40% on
     ASPP's 33x33 maps, 6% on VGG's 3x3 at 112x112 (pitch waste 1.8%), 2% at 224x224,
-    even on the 7x7 stride-2 stem (2.7%); 12% slower on 1x1 256 -> 64 at 56x56 (no
-    waste to win back). Grids whose taps are all single (1x1 convs: no border to
-    skip) keep 8 x 32 tiles: on 1x1 512 -> 512 at 14x14 channel tiles gained 5% on one
-    thread but lost 12% on two (0.90 against 0.80 ms).
+    even on the 7x7 stride-2 stem (2.7%); 1x1 512 -> 512 at 14x14 (7 tiles for 196
+    positions) 4% faster on one thread, the same on two; 12% slower on 1x1 256 -> 64
+    at 56x56, where the 8 x 32 tiles have no waste to win back and are kept.
     """
-    if M <= 0 or all(len(g) > 2 and len(g[2]) == 1 for g in grids):
+    if M <= 0:
         return False
     tiled = ct = 0.0
     for hg, wg, *_ in grids:

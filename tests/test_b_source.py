@@ -185,7 +185,7 @@ def _conv_plan(xs, ws, stride=1, pad=0, dilation=1):
                                                    12), False, False),
     # Direct plans run on packed weights: never where packing them does not pay.
     ("1x1 512 at 14x14: 196 uses, packed weights", ((1, 512, 14, 14), (512, 512, 1, 1)),
-     True, False),
+     True, True),
     ("1x1 1024 at 7x7: weights stay in place", ((1, 1024, 7, 7), (1024, 1024, 1, 1)), False,
      False),
     ("3x3 at 4x4: 16 uses per weight", ((1, 64, 4, 4), (64, 64, 3, 3), 1, 1), False, False),
@@ -205,7 +205,7 @@ def test_which_conv2d_plans_are_direct(name, plan_args, direct, channel_tiles):
     (48, [(14, 14)], 16, False),     # 64 lanes for 48 channels (1.33) against 1.14
     (256, [(16, 2)], 2, False),      # runs of two positions at half the FMA rate: 1 tile
     (0, [(14, 14)], 16, False),
-    (256, [(14, 14, [0], [0])], 14, False),        # a 1x1 conv: one tap, no border
+    (256, [(14, 14, [0], [0])], 14, True),         # a 1x1 conv: 7 tiles for 196
     (256, [(14, 14, [0, 1], [0, 0])], 16, True),
 ])
 def test_channel_tiles_pay_rule(M, grids, Ws, expected):
