@@ -73,6 +73,8 @@ cdef enum:
     CB = 32         # output channels per block of a channel-tiled plan (2 zmm of float32)
     CT_MAX_NP = 14  # positions per tile of a channel-tiled plan at most (28 zmm)
     CT_CHUNK_BYTES = 393216  # packed weights per channel-tiled work item at most (L2)
+    CT_MAX_GROUP = 4         # runs of a channel-tiled group at most (channel_tile_item)
+    CT_MAX_BLOCKS = 8        # blocks of CB channels per work item at most (MAX_CHUNK_ROWS)
     MIN_BORDER_RUN = 10      # columns of a border run of its own at least (_channel_runs)
     SEG_STRIDE = 3 * (3 * 32 + 4)  # one tile's segment table (up to 3 runs per grid row)
     MAX_CHUNK_ROWS = 256  # output channels per work item at most
@@ -250,6 +252,7 @@ cdef struct Problem:
     const Py_ssize_t* in_y1      # columns [in_x0, in_x1) where every tap reads the input
     const Py_ssize_t* in_x0
     const Py_ssize_t* in_x1
+    Py_ssize_t ct_group      # channel tiles: runs that share each K-block (1 .. 4)
     const Py_ssize_t* run_first  # channel tiles: phase p's runs are run_first[p] ..
     const Py_ssize_t* runs       # run_first[p + 1], each (first column, length)
 
@@ -496,50 +499,138 @@ cdef void channel_tile_item(const Problem* P, const float* x_group, const float*
     cdef Py_ssize_t pitch = P.ph_pitch[phase]
     cdef Py_ssize_t dst0 = P.ph_dst0[phase], drs = P.ph_drs[phase], dcs = P.ph_dcs[phase]
     cdef Py_ssize_t k0 = P.ph_tap0[phase] * P.Cg, k_end = P.ph_tap1[phase] * P.Cg
-    cdef Py_ssize_t mb, rows, gi, col, run, npos, i, j, k, kb_end
+    cdef Py_ssize_t mb, rows, gi, col, run, npos, i, j, k, kb_end, q, q0, q1
     cdef Py_ssize_t nseg
     cdef Py_ssize_t seg[2 * KC]   # k ranges of one K-block (it spans at most KC taps)
     cdef float bias_row[CB]
-    cdef const float* init
-    cdef float* orow
-    cdef cconv_ct_kernel_t kernel
-    for gi in range(row0, row0 + nrows):
-        for run in range(P.run_first[phase], P.run_first[phase + 1]):
-            col = P.runs[2 * run]
-            npos = P.runs[2 * run + 1]
-            kernel = cconv_ct_kernels[npos]
-            # The item's m-blocks in turn on this run: its input (a few KiB) stays in L1
-            # and the chunk's weights in L2 (Plan.work caps them).
+    cdef bint started[CT_MAX_GROUP]
+    cdef float* cb
+    cdef Py_ssize_t r0 = P.run_first[phase], n_runs = P.run_first[phase + 1] - P.run_first[phase]
+    cdef Py_ssize_t total = nrows * n_runs
+    # Run q of the item is grid row row0 + q // n_runs, run r0 + q % n_runs. Two loop
+    # orders: where a block's weights fit L2 (ct_group 1), run by run, each taking the
+    # item's m-blocks in turn over all K-blocks; where they do not, groups of ct_group
+    # runs K-block by K-block (below). Measured on ASPP (2048 x 9 x 32 floats, 2.4 MB
+    # per block), interleaved: groups of four 3-9% faster than run by run.
+    cdef float bias_rows[MAX_CHUNK_ROWS]
+    cdef bint group_started[CT_MAX_GROUP * CT_MAX_BLOCKS]
+    cdef Py_ssize_t n_mb = mb1 - mb0, slot
+    if P.ct_group > 1:
+        # Weights of a block past L2 (ASPP: 2048 x 9 x 32 floats, 2.4 MB): a group of
+        # runs takes each K-block for all the item's m-blocks in turn, so the K-block's
+        # weights (n_mb x 32 KiB) and the group's input rows stay in L2, where run by run
+        # and block by block the input (16 MB of planes) was read again from L3 for
+        # every m-block. C blocks per (m-block, run) in cbuf.
+        for mb in range(mb0, mb1):
+            rows = P.M - mb * CB
+            for j in range(CB):
+                bias_rows[(mb - mb0) * CB + j] = (bias_group[mb * CB + j]
+                                                  if bias_group != NULL and j < rows else 0)
+        q0 = 0
+        while q0 < total:
+            q1 = q0 + P.ct_group
+            if q1 > total:
+                q1 = total
+            for slot in range(n_mb * P.ct_group):
+                group_started[slot] = False
+            k = k0
+            while k < k_end:
+                kb_end = kblock_end(k, k_end)
+                for q in range(q0, q1):
+                    gi = row0 + q // n_runs
+                    run = r0 + q % n_runs
+                    col = P.runs[2 * run]
+                    npos = P.runs[2 * run + 1]
+                    nseg = block_ranges(P, phase, k, kb_end, gi, col, npos, seg)
+                    if nseg == 0:
+                        continue
+                    for mb in range(mb0, mb1):
+                        slot = (mb - mb0) * P.ct_group + q - q0
+                        cconv_ct_kernels[npos](nseg, seg, w_group + mb * P.mb_stride,
+                                               x_group + gi * pitch + col, P.boff,
+                                               cbuf + slot * CT_MAX_NP * CB,
+                                               NULL if group_started[slot]
+                                               else bias_rows + (mb - mb0) * CB)
+                        group_started[slot] = True
+                k = kb_end
             for mb in range(mb0, mb1):
                 rows = P.M - mb * CB
                 if rows > CB:
                     rows = CB
-                # The C block starts at the bias: the first K-block's kernel call writes
-                # bias + acc (the same rounding as adding acc to a copy of the bias,
-                # without that copy), the later ones add.
-                for j in range(CB):
-                    bias_row[j] = bias_group[mb * CB + j] if bias_group != NULL and j < rows else 0
-                init = bias_row
-                k = k0
-                while k < k_end:
-                    kb_end = kblock_end(k, k_end)
+                for q in range(q0, q1):
+                    gi = row0 + q // n_runs
+                    run = r0 + q % n_runs
+                    col = P.runs[2 * run]
+                    npos = P.runs[2 * run + 1]
+                    slot = (mb - mb0) * P.ct_group + q - q0
+                    cb = cbuf + slot * CT_MAX_NP * CB
+                    if not group_started[slot]:
+                        for i in range(npos):
+                            for j in range(CB):
+                                cb[i * CB + j] = bias_rows[(mb - mb0) * CB + j]
+                    store_run(P, cb, npos, rows, out_img + (g * P.M + mb * CB) * P.out_plane
+                              + dst0 + gi * drs + col * dcs, dcs)
+            q0 = q1
+        return
+    q0 = 0
+    while q0 < total:
+        q1 = q0 + P.ct_group
+        if q1 > total:
+            q1 = total
+        # The item's m-blocks in turn on this group: its input stays in L1/L2 and the
+        # chunk's weights in L2 (Plan.work caps them).
+        for mb in range(mb0, mb1):
+            rows = P.M - mb * CB
+            if rows > CB:
+                rows = CB
+            for j in range(CB):
+                bias_row[j] = bias_group[mb * CB + j] if bias_group != NULL and j < rows else 0
+            for q in range(q1 - q0):
+                started[q] = False
+            k = k0
+            while k < k_end:
+                kb_end = kblock_end(k, k_end)
+                for q in range(q0, q1):
+                    gi = row0 + q // n_runs
+                    run = r0 + q % n_runs
+                    col = P.runs[2 * run]
+                    npos = P.runs[2 * run + 1]
                     nseg = block_ranges(P, phase, k, kb_end, gi, col, npos, seg)
                     if nseg:
-                        kernel(nseg, seg, w_group + mb * P.mb_stride,
-                               x_group + gi * pitch + col, P.boff, cbuf, init)
-                        init = NULL
-                    k = kb_end
-                if init != NULL:   # no tap reads the input for this run: the bias alone
+                        # A run's first K-block writes bias + acc (the rounding of adding
+                        # acc to a copy of the bias, without that copy); later ones add.
+                        cconv_ct_kernels[npos](nseg, seg, w_group + mb * P.mb_stride,
+                                               x_group + gi * pitch + col, P.boff,
+                                               cbuf + (q - q0) * CT_MAX_NP * CB,
+                                               NULL if started[q - q0] else bias_row)
+                        started[q - q0] = True
+                k = kb_end
+            for q in range(q0, q1):
+                gi = row0 + q // n_runs
+                run = r0 + q % n_runs
+                col = P.runs[2 * run]
+                npos = P.runs[2 * run + 1]
+                cb = cbuf + (q - q0) * CT_MAX_NP * CB
+                if not started[q - q0]:   # no tap reads the input for this run: bias
                     for i in range(npos):
                         for j in range(CB):
-                            cbuf[i * CB + j] = bias_row[j]
-                orow = out_img + (g * P.M + mb * CB) * P.out_plane + dst0 + gi * drs + col * dcs
-                if dcs == 1:
-                    cconv_ct_store(cbuf, npos, rows, orow, P.out_plane)
-                else:
-                    for j in range(rows):
-                        for i in range(npos):
-                            orow[j * P.out_plane + i * dcs] = cbuf[i * CB + j]
+                            cb[i * CB + j] = bias_row[j]
+                store_run(P, cb, npos, rows, out_img + (g * P.M + mb * CB) * P.out_plane
+                          + dst0 + gi * drs + col * dcs, dcs)
+        q0 = q1
+
+
+cdef inline void store_run(const Problem* P, const float* cb, Py_ssize_t npos,
+                           Py_ssize_t rows, float* orow, Py_ssize_t dcs) noexcept nogil:
+    """A run's C block (npos x CB) to the output: channel j of the block at orow + j *
+    out_plane, its positions dcs apart."""
+    cdef Py_ssize_t i, j
+    if dcs == 1:
+        cconv_ct_store(cb, npos, rows, orow, P.out_plane)
+    else:
+        for j in range(rows):
+            for i in range(npos):
+                orow[j * P.out_plane + i * dcs] = cb[i * CB + j]
 
 
 cdef void run_item(const Problem* P, const floating* x_img, floating* out_img,
@@ -930,12 +1021,26 @@ class Plan:
                                         macs)
             # A channel-tiled item runs its m-blocks on every run of positions in turn,
             # so their weights should stay in L2: at most CT_CHUNK_BYTES of them.
-            max_chunk = (max(1, CT_CHUNK_BYTES // max(1, self.K * CB * 4))
-                         if channel_tiles else n_mblocks)
+            max_chunk = n_mblocks
+            if channel_tiles and self.K * CB * 4 <= CT_CHUNK_BYTES:
+                max_chunk = max(1, CT_CHUNK_BYTES // max(1, self.K * CB * 4))
             work, per_chunk = plan_work(positions, n_mblocks, self.N * self.G, unit, threads,
                                         float(self.G) * self.M * self.K * 4, block, max_chunk)
             cached = self._work[key] = (work, per_chunk, threads)
         return cached
+
+
+_ct_group_override = 0
+
+
+def _set_channel_group(Py_ssize_t runs):
+    """Tests: force the runs per channel-tiled group (1 .. CT_MAX_GROUP; 0 restores the
+    rule), so that every loop order meets every case. Returns the previous setting."""
+    global _ct_group_override
+    if not 0 <= runs <= CT_MAX_GROUP:
+        raise ValueError(f"runs must be 0 .. {CT_MAX_GROUP}, got {runs}")
+    previous, _ct_group_override = _ct_group_override, runs
+    return previous
 
 
 def execute(plan, work_plan, layout, const floating[::1] x, floating[::1] out,
@@ -978,6 +1083,9 @@ def execute(plan, work_plan, layout, const floating[::1] x, floating[::1] out,
         P.in_y1 = &interior[1, 0]
         P.in_x0 = &interior[2, 0]
         P.in_x1 = &interior[3, 0]
+    P.ct_group = CT_MAX_GROUP if plan.K * CB * 4 > CT_CHUNK_BYTES else 1
+    if _ct_group_override:
+        P.ct_group = _ct_group_override
     P.skip_taps = P.channel_tiles and plan.tap_window is not None and skip_taps
     if P.skip_taps:
         tw = plan.tap_window

@@ -134,6 +134,32 @@ def test_channel_tiles_with_border_runs_match_the_reference_and_packed(case, dty
     np.testing.assert_array_equal(channels, packed, err_msg=str(case))
 
 
+# K past CT_CHUNK_BYTES / 128 (3072): the grouped loop order (runs share K-blocks
+# across all m-blocks); forced to every group size on these and smaller cases.
+LARGE_K_CASES = [
+    cases.conv2d_case(1, 400, 70, (9, 11), 3, padding=2, dilation=2),
+    cases.conv2d_case(2, 350, 33, (5, 31), 3, padding=(1, 9), dilation=(1, 9), bias=False),
+    cases.conv2d_case(1, 8, 40, 13, 3, padding=1),
+]
+
+
+@pytest.mark.parametrize("runs", [0, 1, 2, 3, 4])
+@pytest.mark.parametrize("case", LARGE_K_CASES, ids=str)
+def test_channel_tile_groups_give_the_same_bits(case, runs):
+    previous = _igemm._set_channel_group(runs)
+    try:
+        channels = check_case(CHANNELS, case, np.float32)
+    finally:
+        _igemm._set_channel_group(previous)
+    packed = check_case(PACKED, case, np.float32)
+    np.testing.assert_array_equal(channels, packed, err_msg=str(case))
+
+
+def test_channel_group_setting_is_checked():
+    with pytest.raises(ValueError, match="runs"):
+        _igemm._set_channel_group(5)
+
+
 def test_channel_tiled_plans_cut_rows_at_the_tap_windows():
     plan = _conv_plan((1, 64, 33, 33), (64, 64, 3, 3), 1, 18, 18)
     first, pairs, interior = plan.ct_runs
