@@ -499,11 +499,11 @@ cdef void channel_tile_item(const Problem* P, const float* x_group, const float*
     cdef Py_ssize_t pitch = P.ph_pitch[phase]
     cdef Py_ssize_t dst0 = P.ph_dst0[phase], drs = P.ph_drs[phase], dcs = P.ph_dcs[phase]
     cdef Py_ssize_t k0 = P.ph_tap0[phase] * P.Cg, k_end = P.ph_tap1[phase] * P.Cg
-    cdef Py_ssize_t mb, rows, gi, col, run, npos, i, j, k, kb_end, q, q0, q1
+    cdef Py_ssize_t mb, rows, gi, col, npos, i, j, k, kb_end, q, q0, q1
     cdef Py_ssize_t nseg
     cdef Py_ssize_t seg[2 * KC]   # k ranges of one K-block (it spans at most KC taps)
     cdef float bias_row[CB]
-    cdef bint started[CT_MAX_GROUP]
+    cdef const float* init
     cdef float* cb
     cdef Py_ssize_t r0 = P.run_first[phase], n_runs = P.run_first[phase + 1] - P.run_first[phase]
     cdef Py_ssize_t total = nrows * n_runs
@@ -537,10 +537,7 @@ cdef void channel_tile_item(const Problem* P, const float* x_group, const float*
             while k < k_end:
                 kb_end = kblock_end(k, k_end)
                 for q in range(q0, q1):
-                    gi = row0 + q // n_runs
-                    run = r0 + q % n_runs
-                    col = P.runs[2 * run]
-                    npos = P.runs[2 * run + 1]
+                    run_at(P, q, row0, r0, n_runs, &gi, &col, &npos)
                     nseg = block_ranges(P, phase, k, kb_end, gi, col, npos, seg)
                     if nseg == 0:
                         continue
@@ -558,10 +555,7 @@ cdef void channel_tile_item(const Problem* P, const float* x_group, const float*
                 if rows > CB:
                     rows = CB
                 for q in range(q0, q1):
-                    gi = row0 + q // n_runs
-                    run = r0 + q % n_runs
-                    col = P.runs[2 * run]
-                    npos = P.runs[2 * run + 1]
+                    run_at(P, q, row0, r0, n_runs, &gi, &col, &npos)
                     slot = (mb - mb0) * P.ct_group + q - q0
                     cb = cbuf + slot * CT_MAX_NP * CB
                     if not group_started[slot]:
@@ -572,12 +566,9 @@ cdef void channel_tile_item(const Problem* P, const float* x_group, const float*
                               + dst0 + gi * drs + col * dcs, dcs)
             q0 = q1
         return
-    q0 = 0
-    while q0 < total:
-        q1 = q0 + P.ct_group
-        if q1 > total:
-            q1 = total
-        # The item's m-blocks in turn on this group: its input stays in L1/L2 and the
+    for q in range(total):
+        run_at(P, q, row0, r0, n_runs, &gi, &col, &npos)
+        # The item's m-blocks in turn on this run: its input stays in L1/L2 and the
         # chunk's weights in L2 (Plan.work caps them).
         for mb in range(mb0, mb1):
             rows = P.M - mb * CB
@@ -585,39 +576,35 @@ cdef void channel_tile_item(const Problem* P, const float* x_group, const float*
                 rows = CB
             for j in range(CB):
                 bias_row[j] = bias_group[mb * CB + j] if bias_group != NULL and j < rows else 0
-            for q in range(q1 - q0):
-                started[q] = False
+            # The first K-block writes bias + acc (the rounding of adding acc to a copy
+            # of the bias, without that copy); the later ones add.
+            init = bias_row
             k = k0
             while k < k_end:
                 kb_end = kblock_end(k, k_end)
-                for q in range(q0, q1):
-                    gi = row0 + q // n_runs
-                    run = r0 + q % n_runs
-                    col = P.runs[2 * run]
-                    npos = P.runs[2 * run + 1]
-                    nseg = block_ranges(P, phase, k, kb_end, gi, col, npos, seg)
-                    if nseg:
-                        # A run's first K-block writes bias + acc (the rounding of adding
-                        # acc to a copy of the bias, without that copy); later ones add.
-                        cconv_ct_kernels[npos](nseg, seg, w_group + mb * P.mb_stride,
-                                               x_group + gi * pitch + col, P.boff,
-                                               cbuf + (q - q0) * CT_MAX_NP * CB,
-                                               NULL if started[q - q0] else bias_row)
-                        started[q - q0] = True
+                nseg = block_ranges(P, phase, k, kb_end, gi, col, npos, seg)
+                if nseg:
+                    cconv_ct_kernels[npos](nseg, seg, w_group + mb * P.mb_stride,
+                                           x_group + gi * pitch + col, P.boff, cbuf, init)
+                    init = NULL
                 k = kb_end
-            for q in range(q0, q1):
-                gi = row0 + q // n_runs
-                run = r0 + q % n_runs
-                col = P.runs[2 * run]
-                npos = P.runs[2 * run + 1]
-                cb = cbuf + (q - q0) * CT_MAX_NP * CB
-                if not started[q - q0]:   # no tap reads the input for this run: bias
-                    for i in range(npos):
-                        for j in range(CB):
-                            cb[i * CB + j] = bias_row[j]
-                store_run(P, cb, npos, rows, out_img + (g * P.M + mb * CB) * P.out_plane
-                          + dst0 + gi * drs + col * dcs, dcs)
-        q0 = q1
+            if init != NULL:   # no tap reads the input for this run: the bias alone
+                for i in range(npos):
+                    for j in range(CB):
+                        cbuf[i * CB + j] = bias_row[j]
+            store_run(P, cbuf, npos, rows, out_img + (g * P.M + mb * CB) * P.out_plane
+                      + dst0 + gi * drs + col * dcs, dcs)
+
+
+cdef inline void run_at(const Problem* P, Py_ssize_t q, Py_ssize_t row0, Py_ssize_t r0,
+                        Py_ssize_t n_runs, Py_ssize_t* gi, Py_ssize_t* col,
+                        Py_ssize_t* npos) noexcept nogil:
+    """Run q of a channel-tiled item: grid row row0 + q // n_runs, the phase's run r0 +
+    q % n_runs (its first column and length)."""
+    cdef Py_ssize_t run = r0 + q % n_runs
+    gi[0] = row0 + q // n_runs
+    col[0] = P.runs[2 * run]
+    npos[0] = P.runs[2 * run + 1]
 
 
 cdef inline void store_run(const Problem* P, const float* cb, Py_ssize_t npos,
