@@ -104,35 +104,36 @@ ctypedef void (*direct_kernel_f64)(Py_ssize_t, const double*, const double*,
 # once, instantiated for NP = 1 .. 14 and called through a table. Plain C, no
 # intrinsics: gcc vectorises the j loop as it does the Cython kernels. The sum of every
 # output is the position-vectorised kernels' to the bit: acc from zero per K-block, one
-# FMA per k in k order, then c += acc.
+# FMA per k in k order, then c += acc (c = init + acc for a run's first K-block, init
+# being the bias: the same rounding as adding acc to a copy of it).
 cdef extern from *:
     """
-    #define CCONV_CT_KERNEL(NP)                                                         \
-    static void cconv_ct_kernel_##NP(Py_ssize_t nseg, const Py_ssize_t* restrict seg,   \
-                                     const float* restrict a,                           \
-                                     const float* restrict b,                           \
-                                     const Py_ssize_t* restrict boff,                   \
-                                     float* restrict c,                                 \
-                                     const float* restrict init) {                      \
-        float acc[NP][32];                                                              \
-        for (Py_ssize_t i = 0; i < NP; i++)                                                    \
-            for (Py_ssize_t j = 0; j < 32; j++) acc[i][j] = 0;                                 \
-        for (Py_ssize_t s = 0; s < nseg; s++) {                                         \
-            for (Py_ssize_t k = seg[2 * s]; k < seg[2 * s + 1]; k++) {                  \
-                const float* bk = b + boff[k];                                          \
-                const float* ak = a + k * 32;                                           \
-                for (Py_ssize_t i = 0; i < NP; i++) {                                          \
-                    float bi = bk[i];                                                   \
-                    for (Py_ssize_t j = 0; j < 32; j++) acc[i][j] += bi * ak[j];               \
-                }                                                                       \
-            }                                                                           \
-        }                                                                               \
-        if (init)                                                                       \
-            for (Py_ssize_t i = 0; i < NP; i++)                                         \
-                for (Py_ssize_t j = 0; j < 32; j++) c[i * 32 + j] = init[j] + acc[i][j];\
-        else                                                                            \
-            for (Py_ssize_t i = 0; i < NP; i++)                                         \
-                for (Py_ssize_t j = 0; j < 32; j++) c[i * 32 + j] += acc[i][j];         \
+    #define CCONV_CT_KERNEL(NP)                                                            \
+    static void cconv_ct_kernel_##NP(Py_ssize_t nseg, const Py_ssize_t* restrict seg,      \
+                                     const float* restrict a,                              \
+                                     const float* restrict b,                              \
+                                     const Py_ssize_t* restrict boff,                      \
+                                     float* restrict c,                                    \
+                                     const float* restrict init) {                         \
+        float acc[NP][32];                                                                 \
+        for (Py_ssize_t i = 0; i < NP; i++)                                                \
+            for (Py_ssize_t j = 0; j < 32; j++) acc[i][j] = 0;                             \
+        for (Py_ssize_t s = 0; s < nseg; s++) {                                            \
+            for (Py_ssize_t k = seg[2 * s]; k < seg[2 * s + 1]; k++) {                     \
+                const float* bk = b + boff[k];                                             \
+                const float* ak = a + k * 32;                                              \
+                for (Py_ssize_t i = 0; i < NP; i++) {                                      \
+                    float bi = bk[i];                                                      \
+                    for (Py_ssize_t j = 0; j < 32; j++) acc[i][j] += bi * ak[j];           \
+                }                                                                          \
+            }                                                                              \
+        }                                                                                  \
+        if (init)                                                                          \
+            for (Py_ssize_t i = 0; i < NP; i++)                                            \
+                for (Py_ssize_t j = 0; j < 32; j++) c[i * 32 + j] = init[j] + acc[i][j];   \
+        else                                                                               \
+            for (Py_ssize_t i = 0; i < NP; i++)                                            \
+                for (Py_ssize_t j = 0; j < 32; j++) c[i * 32 + j] += acc[i][j];            \
     }
     CCONV_CT_KERNEL(1) CCONV_CT_KERNEL(2) CCONV_CT_KERNEL(3) CCONV_CT_KERNEL(4)
     CCONV_CT_KERNEL(5) CCONV_CT_KERNEL(6) CCONV_CT_KERNEL(7) CCONV_CT_KERNEL(8)
