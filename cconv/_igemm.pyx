@@ -186,11 +186,25 @@ cdef extern from *:
                 _mm512_mask_storeu_ps(out + (16 * h + j) * ldo, lanes, r[j]);
         }
     }
+    /* dst[j * ldd + i] = src[i * lda + j] for i, j < 16: one register transpose (the
+       weight packing of 1x1 convs, whose rows are contiguous). */
+    static void cconv_transpose16_copy(const float* src, Py_ssize_t lda, float* dst,
+                                       Py_ssize_t ldd) {
+        __m512 r[16];
+        for (Py_ssize_t i = 0; i < 16; i++) r[i] = _mm512_loadu_ps(src + i * lda);
+        cconv_transpose16(r);
+        for (Py_ssize_t j = 0; j < 16; j++) _mm512_storeu_ps(dst + j * ldd, r[j]);
+    }
     #else
     static void cconv_ct_store(const float* c, Py_ssize_t npos, Py_ssize_t rows,
                                float* out, Py_ssize_t ldo) {
         for (Py_ssize_t j = 0; j < rows; j++)
             for (Py_ssize_t i = 0; i < npos; i++) out[j * ldo + i] = c[i * 32 + j];
+    }
+    static void cconv_transpose16_copy(const float* src, Py_ssize_t lda, float* dst,
+                                       Py_ssize_t ldd) {
+        for (Py_ssize_t j = 0; j < 16; j++)
+            for (Py_ssize_t i = 0; i < 16; i++) dst[j * ldd + i] = src[i * lda + j];
     }
     #endif
     static const cconv_ct_kernel_t cconv_ct_kernels[15] = {
@@ -205,6 +219,8 @@ cdef extern from *:
     const cconv_ct_kernel_t* cconv_ct_kernels
     void cconv_ct_store(const float* c, Py_ssize_t npos, Py_ssize_t rows, float* out,
                         Py_ssize_t ldo) noexcept nogil
+    void cconv_transpose16_copy(const float* src, Py_ssize_t lda, float* dst,
+                                Py_ssize_t ldd) noexcept nogil
 
 
 # ---------------------------------------------------------------------------------
@@ -1150,6 +1166,17 @@ cdef void pack_block(const floating* src, Py_ssize_t src_lda, Py_ssize_t rows,
     if rows > width:
         rows = width
     c0 = 0
+    if floating is float:
+        if chan_stride == 1 and rows == CB and width == CB:
+            # Contiguous rows (1x1 weights) of a full block of CB: 16 x 16 register
+            # transposes, 16 rows by 16 channels (1x1 512 -> 512: 0.10 -> 0.03 ms);
+            # the channels past the last multiple of 16 go the general way below.
+            for t in range(T):
+                for c0 in range(0, Cg - Cg % 16, 16):
+                    for sub in range(0, CB, 16):
+                        cconv_transpose16_copy(src + sub * src_lda + toff[t] + c0, src_lda,
+                                               dst + (t * Cg + c0) * CB + sub, CB)
+            c0 = Cg - Cg % 16
     while c0 < Cg:
         c1 = c0 + group
         if c1 > Cg:

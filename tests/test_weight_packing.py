@@ -74,3 +74,25 @@ def test_packed_and_in_place_weights_give_the_same_bits(dtype, xs, ws, padding, 
         _igemm.run(plan, x, w, None, out, 1)
         results.append(out)
     np.testing.assert_array_equal(results[0], results[1])
+
+
+@pytest.mark.parametrize("dtype", [np.float32, np.float64])
+@pytest.mark.parametrize("width", [8, 32])
+@pytest.mark.parametrize("c_out, c_in, k", [
+    (512, 512, 1),    # full 32-channel blocks of contiguous rows: the register transposes
+    (96, 37, 1),      # 37 channels: two transposes of 16, then 5 the general way
+    (64, 16, 1), (33, 64, 1), (40, 15, 1),
+    (256, 40, 3), (64, 3, 7), (21, 5, 3),
+])
+def test_packed_blocks_are_the_weights_regrouped(dtype, width, c_out, c_in, k):
+    # packed[block][tap][c][i] = w[block * width + i, c, tap], zero past the last channel.
+    rng = np.random.default_rng(1)
+    w = rng.standard_normal((c_out, c_in, k, k)).astype(dtype)
+    taps = k * k
+    packed = _igemm._pack_blocks(w.reshape(-1), np.arange(taps, dtype=np.intp), taps,
+                                 c_in * taps, c_out * c_in * taps, 1, c_out, c_in, 1, width)
+    blocks = -(-c_out // width)
+    padded = np.zeros((blocks * width, c_in, taps), dtype)
+    padded[:c_out] = w.reshape(c_out, c_in, taps)
+    expected = padded.reshape(blocks, width, c_in, taps).transpose(0, 3, 2, 1)
+    np.testing.assert_array_equal(packed, expected.reshape(-1))
