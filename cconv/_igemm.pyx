@@ -516,101 +516,66 @@ cdef void channel_tile_item(const Problem* P, const float* x_group, const float*
     cdef Py_ssize_t pitch = P.ph_pitch[phase]
     cdef Py_ssize_t dst0 = P.ph_dst0[phase], drs = P.ph_drs[phase], dcs = P.ph_dcs[phase]
     cdef Py_ssize_t k0 = P.ph_tap0[phase] * P.Cg, k_end = P.ph_tap1[phase] * P.Cg
-    cdef Py_ssize_t mb, rows, gi, col, npos, i, j, k, kb_end, q, q0, q1
+    cdef Py_ssize_t mb, rows, gi, col, npos, i, j, k, kb_end, q, q0, q1, slot
     cdef Py_ssize_t nseg
     cdef Py_ssize_t seg[2 * KC]   # k ranges of one K-block (it spans at most KC taps)
-    cdef float bias_row[CB]
-    cdef const float* init
+    cdef float bias_rows[MAX_CHUNK_ROWS]
+    cdef bint started[CT_MAX_GROUP * CT_MAX_BLOCKS]
     cdef float* cb
     cdef Py_ssize_t r0 = P.run_first[phase], n_runs = P.run_first[phase + 1] - P.run_first[phase]
     cdef Py_ssize_t total = nrows * n_runs
-    # Run q of the item is grid row row0 + q // n_runs, run r0 + q % n_runs. Two loop
-    # orders: where a block's weights fit L2 (ct_group 1), run by run, each taking the
-    # item's m-blocks in turn over all K-blocks; where they do not, groups of ct_group
-    # runs K-block by K-block (below). Measured on ASPP (2048 x 9 x 32 floats, 2.4 MB
-    # per block), interleaved: groups of four 3-9% faster than run by run.
-    cdef float bias_rows[MAX_CHUNK_ROWS]
-    cdef bint group_started[CT_MAX_GROUP * CT_MAX_BLOCKS]
-    cdef Py_ssize_t n_mb = mb1 - mb0, slot
-    if P.ct_group > 1:
-        # Weights of a block past L2 (ASPP: 2048 x 9 x 32 floats, 2.4 MB): a group of
-        # runs takes each K-block for all the item's m-blocks in turn, so the K-block's
-        # weights (n_mb x 32 KiB) and the group's input rows stay in L2, where run by run
-        # and block by block the input (16 MB of planes) was read again from L3 for
-        # every m-block. C blocks per (m-block, run) in cbuf.
-        for mb in range(mb0, mb1):
-            rows = P.M - mb * CB
-            for j in range(CB):
-                bias_rows[(mb - mb0) * CB + j] = (bias_group[mb * CB + j]
-                                                  if bias_group != NULL and j < rows else 0)
-        q0 = 0
-        while q0 < total:
-            q1 = q0 + P.ct_group
-            if q1 > total:
-                q1 = total
-            for slot in range(n_mb * P.ct_group):
-                group_started[slot] = False
-            k = k0
-            while k < k_end:
-                kb_end = kblock_end(k, k_end)
-                for q in range(q0, q1):
-                    run_at(P, q, row0, r0, n_runs, &gi, &col, &npos)
-                    nseg = block_ranges(P, phase, k, kb_end, gi, col, npos, seg)
-                    if nseg == 0:
-                        continue
-                    for mb in range(mb0, mb1):
-                        slot = (mb - mb0) * P.ct_group + q - q0
-                        cconv_ct_kernels[npos](nseg, seg, w_group + mb * P.mb_stride,
-                                               x_group + gi * pitch + col, P.boff,
-                                               cbuf + slot * CT_MAX_NP * CB,
-                                               NULL if group_started[slot]
-                                               else bias_rows + (mb - mb0) * CB)
-                        group_started[slot] = True
-                k = kb_end
-            for mb in range(mb0, mb1):
-                rows = P.M - mb * CB
-                if rows > CB:
-                    rows = CB
-                for q in range(q0, q1):
-                    run_at(P, q, row0, r0, n_runs, &gi, &col, &npos)
+    # Run q of the item is grid row row0 + q // n_runs, run r0 + q % n_runs. Runs go in
+    # groups of ct_group, each group K-block by K-block over all the item's m-blocks:
+    # the group's input rows and the K-block's weights (n_mb x 32 KiB) stay in L1/L2,
+    # and each (m-block, run) keeps its C block in cbuf. One run per group where a
+    # block's weights fit L2; four where they do not (ASPP: 2048 x 9 x 32 floats, 2.4
+    # MB per block), measured 3-9% faster there.
+    for mb in range(mb0, mb1):
+        rows = P.M - mb * CB
+        for j in range(CB):
+            bias_rows[(mb - mb0) * CB + j] = (bias_group[mb * CB + j]
+                                              if bias_group != NULL and j < rows else 0)
+    q0 = 0
+    while q0 < total:
+        q1 = q0 + P.ct_group
+        if q1 > total:
+            q1 = total
+        for slot in range((mb1 - mb0) * P.ct_group):
+            started[slot] = False
+        k = k0
+        while k < k_end:
+            kb_end = kblock_end(k, k_end)
+            for q in range(q0, q1):
+                run_at(P, q, row0, r0, n_runs, &gi, &col, &npos)
+                nseg = block_ranges(P, phase, k, kb_end, gi, col, npos, seg)
+                if nseg == 0:
+                    continue
+                for mb in range(mb0, mb1):
+                    # A C block's first K-block writes bias + acc (the rounding of adding
+                    # acc to a copy of the bias, without that copy); later ones add.
                     slot = (mb - mb0) * P.ct_group + q - q0
-                    cb = cbuf + slot * CT_MAX_NP * CB
-                    if not group_started[slot]:
-                        for i in range(npos):
-                            for j in range(CB):
-                                cb[i * CB + j] = bias_rows[(mb - mb0) * CB + j]
-                    store_run(P, cb, npos, rows, out_img + (g * P.M + mb * CB) * P.out_plane
-                              + dst0 + gi * drs + col * dcs, dcs)
-            q0 = q1
-        return
-    for q in range(total):
-        run_at(P, q, row0, r0, n_runs, &gi, &col, &npos)
-        # The item's m-blocks in turn on this run: its input stays in L1/L2 and the
-        # chunk's weights in L2 (Plan.work caps them).
+                    cconv_ct_kernels[npos](nseg, seg, w_group + mb * P.mb_stride,
+                                           x_group + gi * pitch + col, P.boff,
+                                           cbuf + slot * CT_MAX_NP * CB,
+                                           NULL if started[slot]
+                                           else bias_rows + (mb - mb0) * CB)
+                    started[slot] = True
+            k = kb_end
         for mb in range(mb0, mb1):
             rows = P.M - mb * CB
             if rows > CB:
                 rows = CB
-            for j in range(CB):
-                bias_row[j] = bias_group[mb * CB + j] if bias_group != NULL and j < rows else 0
-            # The first K-block writes bias + acc (the rounding of adding acc to a copy
-            # of the bias, without that copy); the later ones add.
-            init = bias_row
-            k = k0
-            while k < k_end:
-                kb_end = kblock_end(k, k_end)
-                nseg = block_ranges(P, phase, k, kb_end, gi, col, npos, seg)
-                if nseg:
-                    cconv_ct_kernels[npos](nseg, seg, w_group + mb * P.mb_stride,
-                                           x_group + gi * pitch + col, P.boff, cbuf, init)
-                    init = NULL
-                k = kb_end
-            if init != NULL:   # no tap reads the input for this run: the bias alone
-                for i in range(npos):
-                    for j in range(CB):
-                        cbuf[i * CB + j] = bias_row[j]
-            store_run(P, cbuf, npos, rows, out_img + (g * P.M + mb * CB) * P.out_plane
-                      + dst0 + gi * drs + col * dcs, dcs)
+            for q in range(q0, q1):
+                run_at(P, q, row0, r0, n_runs, &gi, &col, &npos)
+                slot = (mb - mb0) * P.ct_group + q - q0
+                cb = cbuf + slot * CT_MAX_NP * CB
+                if not started[slot]:   # no tap reads the input for this run: the bias
+                    for i in range(npos):
+                        for j in range(CB):
+                            cb[i * CB + j] = bias_rows[(mb - mb0) * CB + j]
+                store_run(P, cb, npos, rows, out_img + (g * P.M + mb * CB) * P.out_plane
+                          + dst0 + gi * drs + col * dcs, dcs)
+        q0 = q1
 
 
 cdef inline void run_at(const Problem* P, Py_ssize_t q, Py_ssize_t row0, Py_ssize_t r0,
