@@ -959,6 +959,12 @@ class Plan:
                 first.append(len(pairs) // 2)
             self.ct_runs = (np.asarray(first, dtype=np.intp),
                             np.asarray(pairs + [0, 0], dtype=np.intp), interior)
+            # Where every grid point of every phase is interior (1x1 convs, no padding)
+            # no tap is ever left out: no windows, so no per-call finiteness check.
+            hg, wg = self.phase_cols[0], self.phase_cols[1]
+            if ((interior[0] <= 0) & (interior[1] >= hg) & (interior[2] <= 0)
+                    & (interior[3] >= wg)).all():
+                self.tap_window = None
         self.boff = np.zeros(0, dtype=np.intp)
         self.direct_limit = 0
         if direct is not None:

@@ -169,6 +169,10 @@ def test_channel_tiled_plans_cut_rows_at_the_tap_windows():
     assert interior[:, 0].tolist() == [18, 15, 18, 15]
     plan = _conv_plan((1, 64, 20, 30), (64, 64, 3, 3), 1, 1)
     assert plan.ct_runs[2][:, 0].tolist() == [1, 19, 1, 29]
+    assert plan.tap_window is not None
+    # A 1x1 conv never leaves a tap out: no windows (and no finiteness check per call).
+    plan = _conv_plan((1, 512, 14, 14), (512, 512, 1, 1))
+    assert plan.channel_tiles and plan.tap_window is None
 
 
 def test_direct_plan_on_nonfinite_input_in_the_border_columns():
