@@ -34,7 +34,8 @@ from cython.parallel cimport prange, parallel
 
 from cconv._common cimport scratch_alloc, free, memset, effective_threads
 from cconv._dwrows cimport (BLOCK_F32, BLOCK_F64, CCONV_DW_SIMD, taps_span, row_3x3_s1,
-                            dw_band_s1, dw3x3s2_band, dw_output_row)
+                            dw_band_s1, dw3x3s2_band, dw_output_row, copy_row,
+                            split_row)
 
 # The AVX-512 band kernels where the build has them (see _dwrows.pxd). Tests turn
 # them off to compare them bit for bit with the plain kernels.
@@ -69,33 +70,25 @@ cdef void depthwise_plane(const floating* xplane, floating* padded, floating* fu
                           Py_ssize_t dh, Py_ssize_t dw, Py_ssize_t Ho, Py_ssize_t Wo,
                           bint flat, Band band, Py_ssize_t Wh,
                           Py_ssize_t odd_off) noexcept nogil:
-    cdef Py_ssize_t i, q, j, oh, q0
+    cdef Py_ssize_t i, q, j, oh
     cdef floating b
     cdef floating* out_j
     cdef const floating* w_j
     cdef floating* tmp = full + Ho * Wp + 64
     cdef floating* prow
-    cdef Py_ssize_t n_even, n_odd
     cdef const floating* xrow
     if band == BAND_S2:
-        # Input column q lands on padded column pl + q: even ones in the first plane at
-        # (pl + q) / 2, odd ones in the second. Written as unit-stride stores of
-        # stride-2 loads, which vectorise.
-        q0 = pl % 2                  # first input column on an even padded column
-        n_even = (W - q0 + 1) // 2
-        n_odd = (W - (1 - q0) + 1) // 2
+        # Input column q lands on padded column pl + q, the even ones in the first plane
+        # at (pl + q) / 2, the odd ones in the second: x[2m] on padded column pl + 2m
+        # (plane pl % 2, index pl // 2 + m), x[2m + 1] on pl + 2m + 1.
         for i in range(H):
             xrow = xplane + i * W
-            prow = padded + (i + pt) * Wh + (pl + q0) // 2
-            for q in range(n_even):
-                prow[q] = xrow[q0 + 2 * q]
-            prow = padded + odd_off + (i + pt) * Wh + (pl + 1 - q0) // 2
-            for q in range(n_odd):
-                prow[q] = xrow[1 - q0 + 2 * q]
+            prow = padded + (i + pt) * Wh
+            split_row(prow + (pl % 2) * odd_off + pl // 2,
+                      prow + ((pl + 1) % 2) * odd_off + (pl + 1) // 2, xrow, W)
     else:
         for i in range(H):
-            for q in range(W):
-                padded[(i + pt) * Wp + pl + q] = xplane[i * W + q]
+            copy_row(padded + (i + pt) * Wp + pl, xplane + i * W, W)
     cdef bint k3x3 = T == 9 and KW == 3
     cdef Py_ssize_t span
     cdef const floating* p

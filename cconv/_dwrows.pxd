@@ -34,14 +34,23 @@ cdef extern from *:
        SCALAR, VEC, LANES (values per vector), MASKT / FULL (lane masks), LOADZ (masked
        load, zeros past the mask), STOREM (masked store), FMA, SET1. */
 
-    /* Column blocks of 4 vectors, then single vectors with a lane mask for the tail. */
+    /* Column blocks of 4 vectors, then one block of 1-3 vectors for the rest, its last
+       vector lane-masked. BLOCK(U, MLAST) masks vector u with CCONV_MASK(U, MLAST). A
+       block walks every row of the band, so the vectors side by side are what keep
+       several FMA chains in flight: single-vector tail blocks (the old tail) ran
+       latency-bound on planes 14, 28 or 56 wide. */
+    #define CCONV_MASK(U, MLAST) ((u == (U) - 1) ? (MLAST) : FULL)
     #define CCONV_DW_COLUMNS(BLOCK)                                                   \
         Py_ssize_t j0 = 0;                                                            \
         for (; j0 + 4 * LANES <= cols; j0 += 4 * LANES) BLOCK(4, FULL)                \
-        for (; j0 < cols; j0 += LANES) {                                              \
-            Py_ssize_t left = cols - j0;                                              \
-            MASKT m = left >= LANES ? FULL : (MASKT)((1u << left) - 1u);              \
-            BLOCK(1, m)                                                               \
+        if (j0 < cols) {                                                              \
+            Py_ssize_t nvec = (cols - j0 + LANES - 1) / LANES;                        \
+            Py_ssize_t last = cols - j0 - (nvec - 1) * LANES;                         \
+            MASKT ml = last >= LANES ? FULL : (MASKT)((1u << last) - 1u);             \
+            if (nvec == 1) BLOCK(1, ml)                                               \
+            else if (nvec == 2) BLOCK(2, ml)                                          \
+            else if (nvec == 3) BLOCK(3, ml)                                          \
+            else BLOCK(4, ml)                                                         \
         }
 
     /* 3x3 stride 1, one column block over the band: input row ir completes output row
@@ -53,10 +62,11 @@ cdef extern from *:
         for (Py_ssize_t ir = 0; ir < rows + 2; ir++) {                                \
             for (Py_ssize_t u = 0; u < U; u++) {                                      \
                 const SCALAR* r = p + ir * ldp + j0 + u * LANES;                      \
-                VEC x0 = LOADZ(MASK, r), x1 = LOADZ(MASK, r + dw);                    \
-                VEC x2 = LOADZ(MASK, r + 2 * dw);                                     \
+                MASKT mk = CCONV_MASK(U, MASK);                                       \
+                VEC x0 = LOADZ(mk, r), x1 = LOADZ(mk, r + dw);                        \
+                VEC x2 = LOADZ(mk, r + 2 * dw);                                       \
                 if (ir >= 2)                                                          \
-                    STOREM(out + (ir - 2) * ldo + j0 + u * LANES, MASK,               \
+                    STOREM(out + (ir - 2) * ldo + j0 + u * LANES, mk,                 \
                            FMA(wv[8], x2, FMA(wv[7], x1, FMA(wv[6], x0, A[u]))));     \
                 if (ir >= 1 && ir <= rows)                                            \
                     A[u] = FMA(wv[5], x2, FMA(wv[4], x1, FMA(wv[3], x0, B[u])));      \
@@ -77,11 +87,12 @@ cdef extern from *:
         for (Py_ssize_t ir = 0; ir < rows + 4; ir++) {                                \
             for (Py_ssize_t u = 0; u < U; u++) {                                      \
                 const SCALAR* r = p + ir * ldp + j0 + u * LANES;                      \
-                VEC x0 = LOADZ(MASK, r), x1 = LOADZ(MASK, r + dw);                    \
-                VEC x2 = LOADZ(MASK, r + 2 * dw), x3 = LOADZ(MASK, r + 3 * dw);       \
-                VEC x4 = LOADZ(MASK, r + 4 * dw);                                     \
+                MASKT mk = CCONV_MASK(U, MASK);                                       \
+                VEC x0 = LOADZ(mk, r), x1 = LOADZ(mk, r + dw);                        \
+                VEC x2 = LOADZ(mk, r + 2 * dw), x3 = LOADZ(mk, r + 3 * dw);           \
+                VEC x4 = LOADZ(mk, r + 4 * dw);                                       \
                 if (ir >= 4)                                                          \
-                    STOREM(out + (ir - 4) * ldo + j0 + u * LANES, MASK,               \
+                    STOREM(out + (ir - 4) * ldo + j0 + u * LANES, mk,                 \
                            CCONV_TAPS5(wv + 20, P4[u]));                              \
                 if (ir >= 3 && ir < rows + 3) P4[u] = CCONV_TAPS5(wv + 15, P3[u]);    \
                 if (ir >= 2 && ir < rows + 2) P3[u] = CCONV_TAPS5(wv + 10, P2[u]);    \
@@ -100,21 +111,24 @@ cdef extern from *:
         for (Py_ssize_t u = 0; u < U; u++) {                                          \
             const SCALAR* e = pe + j0 + u * LANES;                                    \
             const SCALAR* o = po + j0 + u * LANES;                                    \
-            B[u] = FMA(wv[2], LOADZ(MASK, e + 1), FMA(wv[1], LOADZ(MASK, o),          \
-                       FMA(wv[0], LOADZ(MASK, e), vb)));                              \
+            MASKT mk = CCONV_MASK(U, MASK);                                           \
+            B[u] = FMA(wv[2], LOADZ(mk, e + 1), FMA(wv[1], LOADZ(mk, o),              \
+                       FMA(wv[0], LOADZ(mk, e), vb)));                                \
         }                                                                             \
         for (Py_ssize_t i = 0; i < rows; i++) {                                       \
             for (Py_ssize_t u = 0; u < U; u++) {                                      \
                 const SCALAR* e = pe + (2 * i + 1) * ldp + j0 + u * LANES;            \
                 const SCALAR* o = po + (2 * i + 1) * ldp + j0 + u * LANES;            \
-                T[u] = FMA(wv[5], LOADZ(MASK, e + 1), FMA(wv[4], LOADZ(MASK, o),      \
-                           FMA(wv[3], LOADZ(MASK, e), B[u])));                        \
+                MASKT mk = CCONV_MASK(U, MASK);                                       \
+                T[u] = FMA(wv[5], LOADZ(mk, e + 1), FMA(wv[4], LOADZ(mk, o),          \
+                           FMA(wv[3], LOADZ(mk, e), B[u])));                          \
             }                                                                         \
             for (Py_ssize_t u = 0; u < U; u++) {                                      \
                 const SCALAR* e = pe + (2 * i + 2) * ldp + j0 + u * LANES;            \
                 const SCALAR* o = po + (2 * i + 2) * ldp + j0 + u * LANES;            \
-                VEC x0 = LOADZ(MASK, e), x1 = LOADZ(MASK, o), x2 = LOADZ(MASK, e + 1);\
-                STOREM(out + i * ldo + j0 + u * LANES, MASK,                          \
+                MASKT mk = CCONV_MASK(U, MASK);                                       \
+                VEC x0 = LOADZ(mk, e), x1 = LOADZ(mk, o), x2 = LOADZ(mk, e + 1);      \
+                STOREM(out + i * ldo + j0 + u * LANES, mk,                            \
                        FMA(wv[8], x2, FMA(wv[7], x1, FMA(wv[6], x0, T[u]))));         \
                 B[u] = FMA(wv[2], x2, FMA(wv[1], x1, FMA(wv[0], x0, vb)));            \
             }                                                                         \
@@ -141,7 +155,37 @@ cdef extern from *:
     static void cconv_dw3x3s2_band_##SUFFIX(SCALAR* out, Py_ssize_t ldo,              \
             const SCALAR* pe, const SCALAR* po, Py_ssize_t ldp, const SCALAR* w,      \
             Py_ssize_t rows, Py_ssize_t cols, SCALAR b)                               \
-    { CCONV_DW_SETUP(9) CCONV_DW_COLUMNS(CCONV_DW3X3S2_BLOCK) }
+    { CCONV_DW_SETUP(9) CCONV_DW_COLUMNS(CCONV_DW3X3S2_BLOCK) }                       \
+    static inline void cconv_copy_row_##SUFFIX(SCALAR* dst, const SCALAR* src,        \
+                                               Py_ssize_t n)                          \
+    {                                                                                 \
+        Py_ssize_t j = 0;                                                             \
+        for (; j + LANES <= n; j += LANES)                                            \
+            STOREM(dst + j, FULL, LOADZ(FULL, src + j));                              \
+        if (j < n) {                                                                  \
+            MASKT m = (MASKT)((1u << (n - j)) - 1u);                                  \
+            STOREM(dst + j, m, LOADZ(m, src + j));                                    \
+        }                                                                             \
+    }                                                                                 \
+    static inline void cconv_split_row_##SUFFIX(SCALAR* even, SCALAR* odd,            \
+                                                const SCALAR* src, Py_ssize_t n)      \
+    {                                                                                 \
+        IVEC ie = IDX_EVEN, io = IDX_ODD;                                             \
+        Py_ssize_t j = 0;                                                             \
+        for (; j + 2 * LANES <= n; j += 2 * LANES) {                                  \
+            VEC a = LOADZ(FULL, src + j), c = LOADZ(FULL, src + j + LANES);           \
+            STOREM(even + j / 2, FULL, PERM2(a, ie, c));                              \
+            STOREM(odd + j / 2, FULL, PERM2(a, io, c));                               \
+        }                                                                             \
+        if (j < n) {                                                                  \
+            Py_ssize_t r = n - j, ne = (r + 1) / 2, no = r / 2;                       \
+            MASKT ma = r >= LANES ? FULL : (MASKT)((1u << r) - 1u);                   \
+            MASKT mc = r > LANES ? (MASKT)((1u << (r - LANES)) - 1u) : (MASKT) 0;     \
+            VEC a = LOADZ(ma, src + j), c = LOADZ(mc, src + j + LANES);               \
+            STOREM(even + j / 2, (MASKT)((1u << ne) - 1u), PERM2(a, ie, c));          \
+            STOREM(odd + j / 2, (MASKT)((1u << no) - 1u), PERM2(a, io, c));           \
+        }                                                                             \
+    }
 
     #define SCALAR float
     #define VEC __m512
@@ -152,6 +196,10 @@ cdef extern from *:
     #define STOREM _mm512_mask_storeu_ps
     #define FMA _mm512_fmadd_ps
     #define SET1 _mm512_set1_ps
+    #define IVEC __m512i
+    #define PERM2 _mm512_permutex2var_ps
+    #define IDX_EVEN _mm512_setr_epi32(0, 2, 4, 6, 8, 10, 12, 14, 16, 18, 20, 22, 24, 26, 28, 30)
+    #define IDX_ODD _mm512_setr_epi32(1, 3, 5, 7, 9, 11, 13, 15, 17, 19, 21, 23, 25, 27, 29, 31)
     CCONV_DW_DEFINE(f32)
     #undef SCALAR
     #undef VEC
@@ -162,6 +210,10 @@ cdef extern from *:
     #undef STOREM
     #undef FMA
     #undef SET1
+    #undef IVEC
+    #undef PERM2
+    #undef IDX_EVEN
+    #undef IDX_ODD
 
     #define SCALAR double
     #define VEC __m512d
@@ -172,6 +224,10 @@ cdef extern from *:
     #define STOREM _mm512_mask_storeu_pd
     #define FMA _mm512_fmadd_pd
     #define SET1 _mm512_set1_pd
+    #define IVEC __m512i
+    #define PERM2 _mm512_permutex2var_pd
+    #define IDX_EVEN _mm512_setr_epi64(0, 2, 4, 6, 8, 10, 12, 14)
+    #define IDX_ODD _mm512_setr_epi64(1, 3, 5, 7, 9, 11, 13, 15)
     CCONV_DW_DEFINE(f64)
     #undef SCALAR
     #undef VEC
@@ -182,6 +238,10 @@ cdef extern from *:
     #undef STOREM
     #undef FMA
     #undef SET1
+    #undef IVEC
+    #undef PERM2
+    #undef IDX_EVEN
+    #undef IDX_ODD
 
     #else
     #define CCONV_DW_SIMD 0
@@ -198,6 +258,20 @@ cdef extern from *:
             Py_ssize_t rows, Py_ssize_t cols, SCALAR b) {}
     CCONV_DW_STUBS(f32, float)
     CCONV_DW_STUBS(f64, double)
+    /* The row copies do get called: plain loops, the same values. */
+    #define CCONV_ROW_COPIES(SUFFIX, SCALAR)                                          \
+    static inline void cconv_copy_row_##SUFFIX(SCALAR* dst, const SCALAR* src,        \
+                                               Py_ssize_t n)                          \
+    { for (Py_ssize_t j = 0; j < n; j++) dst[j] = src[j]; }                           \
+    static inline void cconv_split_row_##SUFFIX(SCALAR* even, SCALAR* odd,            \
+                                                const SCALAR* src, Py_ssize_t n)      \
+    {                                                                                 \
+        for (Py_ssize_t j = 0; j < n; j++) {                                          \
+            if (j % 2 == 0) even[j / 2] = src[j]; else odd[j / 2] = src[j];           \
+        }                                                                             \
+    }
+    CCONV_ROW_COPIES(f32, float)
+    CCONV_ROW_COPIES(f64, double)
     #endif
     """
     const int CCONV_DW_SIMD
@@ -219,6 +293,31 @@ cdef extern from *:
     void cconv_dw3x3s2_band_f64(double* out, Py_ssize_t ldo, const double* pe,
                                 const double* po, Py_ssize_t ldp, const double* w,
                                 Py_ssize_t rows, Py_ssize_t cols, double b) noexcept nogil
+    void cconv_copy_row_f32(float* dst, const float* src, Py_ssize_t n) noexcept nogil
+    void cconv_copy_row_f64(double* dst, const double* src, Py_ssize_t n) noexcept nogil
+    void cconv_split_row_f32(float* even, float* odd, const float* src,
+                             Py_ssize_t n) noexcept nogil
+    void cconv_split_row_f64(double* even, double* odd, const double* src,
+                             Py_ssize_t n) noexcept nogil
+
+
+cdef inline void copy_row(floating* dst, const floating* src, Py_ssize_t n) noexcept nogil:
+    """dst[j] = src[j] for j < n (vectors and one masked tail where the build has
+    AVX-512: gcc's loop spent most of a 14- or 56-wide row in its scalar remainder)."""
+    if floating is float:
+        cconv_copy_row_f32(dst, src, n)
+    else:
+        cconv_copy_row_f64(dst, src, n)
+
+
+cdef inline void split_row(floating* even, floating* odd, const floating* src,
+                           Py_ssize_t n) noexcept nogil:
+    """even[m] = src[2m], odd[m] = src[2m + 1] for the n values of src, in one pass (two
+    permutes per two vectors where the build has AVX-512)."""
+    if floating is float:
+        cconv_split_row_f32(even, odd, src, n)
+    else:
+        cconv_split_row_f64(even, odd, src, n)
 
 
 cdef inline void dw_band_s1(Py_ssize_t K, floating* out, Py_ssize_t ldo, const floating* p,
