@@ -41,6 +41,8 @@ from cconv._dwrows cimport (BLOCK_F32, BLOCK_F64, CCONV_DW_SIMD, taps_span, row_
 # them off to compare them bit for bit with the plain kernels.
 cdef bint simd_band = CCONV_DW_SIMD
 
+DEF BAND_ROWS = 16
+
 cdef enum Band:
     NO_BAND = 0     # the plain row kernels
     BAND_S1 = 1     # 3x3 or 5x5 stride 1, any dilation
@@ -62,6 +64,27 @@ def _set_simd_band(bint enabled):
     return old
 
 
+cdef inline void copy_input_rows(const floating* xplane, floating* padded, Py_ssize_t i0,
+                                 Py_ssize_t i1, Py_ssize_t W, Py_ssize_t pt, Py_ssize_t pl,
+                                 Py_ssize_t Wp, Band band, Py_ssize_t Wh,
+                                 Py_ssize_t odd_off) noexcept nogil:
+    """Input rows i0 <= i < i1 into the padded plane (the stride-2 band's: split by column
+    parity)."""
+    cdef Py_ssize_t i
+    cdef floating* prow
+    if band == BAND_S2:
+        # Input column q lands on padded column pl + q, the even ones in the first plane
+        # at (pl + q) / 2, the odd ones in the second: x[2m] on padded column pl + 2m
+        # (plane pl % 2, index pl // 2 + m), x[2m + 1] on pl + 2m + 1.
+        for i in range(i0, i1):
+            prow = padded + (i + pt) * Wh
+            split_row(prow + (pl % 2) * odd_off + pl // 2,
+                      prow + ((pl + 1) % 2) * odd_off + (pl + 1) // 2, xplane + i * W, W)
+    else:
+        for i in range(i0, i1):
+            copy_row(padded + (i + pt) * Wp + pl, xplane + i * W, W)
+
+
 cdef void depthwise_plane(const floating* xplane, floating* padded, floating* full,
                           floating* out_c, const floating* w_c, const floating* bias_c,
                           const Py_ssize_t* off, Py_ssize_t mult, Py_ssize_t H,
@@ -75,20 +98,28 @@ cdef void depthwise_plane(const floating* xplane, floating* padded, floating* fu
     cdef floating* out_j
     cdef const floating* w_j
     cdef floating* tmp = full + Ho * Wp + 64
-    cdef floating* prow
-    cdef const floating* xrow
-    if band == BAND_S2:
-        # Input column q lands on padded column pl + q, the even ones in the first plane
-        # at (pl + q) / 2, the odd ones in the second: x[2m] on padded column pl + 2m
-        # (plane pl % 2, index pl // 2 + m), x[2m + 1] on pl + 2m + 1.
-        for i in range(H):
-            xrow = xplane + i * W
-            prow = padded + (i + pt) * Wh
-            split_row(prow + (pl % 2) * odd_off + pl // 2,
-                      prow + ((pl + 1) % 2) * odd_off + (pl + 1) // 2, xrow, W)
-    else:
-        for i in range(H):
-            copy_row(padded + (i + pt) * Wp + pl, xplane + i * W, W)
+    cdef Py_ssize_t r0, nr, need, copied = 0
+    if band != NO_BAND and mult == 1 and dh == 1:
+        b = bias_c[0] if bias_c != NULL else 0
+        r0 = 0
+        while r0 < Ho:
+            nr = BAND_ROWS if r0 + BAND_ROWS <= Ho else Ho - r0
+            need = (r0 + nr - 1) * sh + T // KW - pt
+            if need > H:
+                need = H
+            if need > copied:
+                copy_input_rows(xplane, padded, copied, need, W, pt, pl, Wp, band, Wh,
+                                odd_off)
+                copied = need
+            if band == BAND_S2:
+                dw3x3s2_band(out_c + r0 * Wo, Wo, padded + 2 * r0 * Wh,
+                             padded + odd_off + 2 * r0 * Wh, Wh, w_c, nr, Wo, b)
+            else:
+                dw_band_s1(KW, out_c + r0 * Wo, Wo, padded + r0 * Wp, Wp, 1, dw, w_c, nr,
+                           Wo, b)
+            r0 += nr
+        return
+    copy_input_rows(xplane, padded, 0, H, W, pt, pl, Wp, band, Wh, odd_off)
     cdef bint k3x3 = T == 9 and KW == 3
     cdef Py_ssize_t span
     cdef const floating* p
