@@ -73,9 +73,9 @@ cdef enum:
     CB = 32         # output channels per block of a channel-tiled plan (2 zmm of float32)
     CT_MAX_NP = 14  # positions per tile of a channel-tiled plan at most (28 zmm)
     CT_CHUNK_BYTES = 393216  # packed weights per channel-tiled work item at most (L2)
-    CT_MAX_GROUP = 4         # runs of a channel-tiled group at most (channel_tile_item)
+    CT_MAX_GROUP = 16        # runs of a channel-tiled group at most (channel_tile_item)
     CT_MAX_BLOCKS = 8        # blocks of CB channels per work item at most (MAX_CHUNK_ROWS)
-    MIN_BORDER_RUN = 10      # columns of a border run of its own at least (_channel_runs)
+    MIN_BORDER_RUN = 6       # columns of a border run of its own at least (_channel_runs)
     SEG_STRIDE = 3 * (3 * 32 + 4)  # one tile's segment table (up to 3 runs per grid row)
     MAX_CHUNK_ROWS = 256  # output channels per work item at most
 
@@ -269,7 +269,7 @@ cdef struct Problem:
     const Py_ssize_t* in_y1      # columns [in_x0, in_x1) where every tap reads the input
     const Py_ssize_t* in_x0
     const Py_ssize_t* in_x1
-    Py_ssize_t ct_group      # channel tiles: runs that share each K-block (1 .. 4)
+    Py_ssize_t ct_group      # channel tiles: runs that share each K-block (1 .. CT_MAX_GROUP)
     const Py_ssize_t* run_first  # channel tiles: phase p's runs are run_first[p] ..
     const Py_ssize_t* runs       # run_first[p + 1], each (first column, length)
 
@@ -528,8 +528,9 @@ cdef void channel_tile_item(const Problem* P, const float* x_group, const float*
     # groups of ct_group, each group K-block by K-block over all the item's m-blocks:
     # the group's input rows and the K-block's weights (n_mb x 32 KiB) stay in L1/L2,
     # and each (m-block, run) keeps its C block in cbuf. One run per group where a
-    # block's weights fit L2; four where they do not (ASPP: 2048 x 9 x 32 floats, 2.4
-    # MB per block), measured 3-9% faster there.
+    # block's weights fit L2; CT_MAX_GROUP where they do not (ASPP: 2048 x 9 x 32
+    # floats, 2.4 MB per block, streamed from L3 once per group): against groups of 4,
+    # 16 runs were 6% faster at dilation 6 and 8% at 12, the same at 18 (12 to 24 alike).
     for mb in range(mb0, mb1):
         rows = P.M - mb * CB
         for j in range(CB):
@@ -780,11 +781,15 @@ cdef int run_problem(const Problem* P, const floating* x, floating* out,
     cdef int* tile_valid
     cdef int failed = 0
     cdef int* failed_flag = &failed
+    # C blocks: the tiles of an item's m-blocks, or a channel-tiled group's (m-block, run)
+    cdef Py_ssize_t cbuf_count = mb_per_chunk * max_tiles * MR * nr
+    if P.channel_tiles and cbuf_count < mb_per_chunk * CT_MAX_GROUP * CT_MAX_NP * CB:
+        cbuf_count = mb_per_chunk * CT_MAX_GROUP * CT_MAX_NP * CB
     if n_items == 0:
         return 0
     with parallel(num_threads=n_threads):
         bpanel = <floating*> scratch_alloc(max_tiles * KC * nr * sizeof(floating))
-        cbuf = <floating*> scratch_alloc(mb_per_chunk * max_tiles * MR * nr * sizeof(floating))
+        cbuf = <floating*> scratch_alloc(cbuf_count * sizeof(floating))
         seg = <Py_ssize_t*> scratch_alloc(max_tiles * (SEG_STRIDE + 1) * sizeof(Py_ssize_t))
         tile_valid = <int*> scratch_alloc(max_tiles * sizeof(int))
         for item in prange(n_items, schedule="static"):
@@ -1394,9 +1399,10 @@ def _channel_runs(wg, cuts=()):
     tap windows' column bounds), so that border runs can leave that tap out (ASPP's
     dilation 18 on 33 columns: [0, 18) without the left taps, [18, 33) without the
     right ones); a piece under MIN_BORDER_RUN columns joins its neighbour, since brief runs cost
-    more than the taps they leave out save (at 3x3 padding 1 the border is one column;
-    at ASPP's dilation 6, runs 6 + 11 + 10 + 6 were 5% slower than 3 x 11, where at
-    dilation 18 the cut runs 9 + 9 + 8 + 7 were 9% faster). Each piece is
+    more than the taps they leave out save (at 3x3 padding 1 the border is one column).
+    At ASPP's dilation 18 the cut runs 9 + 9 + 8 + 7 were 9% faster than 3 x 11; at
+    dilation 6, 6 + 11 + 10 + 6 were 5% slower while a group shared each K-block over
+    four runs, and 12% faster (99 -> 87 ms) once it shared it over sixteen. Each piece is
     then split into the fewest runs of at most CT_MAX_NP, as even as possible.
     """
     if wg <= 0:

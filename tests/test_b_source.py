@@ -103,8 +103,9 @@ def test_channel_runs_split_a_row_evenly(wg, runs):
 
 @pytest.mark.parametrize("wg, cuts, runs", [
     (33, [18, 15], [9, 9, 8, 7]),    # ASPP dilation 18: [0, 18) and [18, 33)
-    (33, [12, 21], [11, 10, 12]),    # dilation 12: the 9-column middle joins the left
-    (33, [6, 27], [11, 11, 11]),     # dilation 6: 6-column borders join the middle
+    (33, [12, 21], [12, 9, 12]),     # dilation 12: border runs of 12, the middle of 9
+    (33, [6, 27], [6, 11, 10, 6]),   # dilation 6: 6-column borders, runs of their own
+    (33, [5, 28], [11, 11, 11]),     # 5-column borders join the middle
     (14, [1, 13], [14]),             # 3x3 padding 1
     (30, [0, 30, -4, 99], [10, 10, 10]),  # cuts at or past the ends change nothing
     (40, [20], [10, 10, 10, 10]),
@@ -123,6 +124,8 @@ WIDE_BORDER_CASES = [
     cases.conv2d_case(1, 6, 64, 30, 3, padding=11, dilation=11, groups=2),
     cases.conv2d_case(1, 7, 35, (9, 34), (1, 3), padding=(0, 16), dilation=16, bias=False),
     cases.conv_transpose2d_case(1, 6, 34, (5, 30), 3, padding=0, dilation=(1, 12)),
+    cases.conv2d_case(1, 9, 33, 33, 3, padding=6, dilation=6),   # ASPP d6: 6-column borders
+    cases.conv2d_case(1, 3, 40, (12, 23), 3, padding=(2, 7), dilation=(2, 7), bias=False),
 ]
 
 
@@ -143,7 +146,7 @@ LARGE_K_CASES = [
 ]
 
 
-@pytest.mark.parametrize("runs", [0, 1, 2, 3, 4])
+@pytest.mark.parametrize("runs", [0, 1, 2, 3, 4, 7, 16])
 @pytest.mark.parametrize("case", LARGE_K_CASES, ids=str)
 def test_channel_tile_groups_give_the_same_bits(case, runs):
     previous = _igemm._set_channel_group(runs)
@@ -157,7 +160,7 @@ def test_channel_tile_groups_give_the_same_bits(case, runs):
 
 def test_channel_group_setting_is_checked():
     with pytest.raises(ValueError, match="runs"):
-        _igemm._set_channel_group(5)
+        _igemm._set_channel_group(17)
 
 
 def test_channel_tiled_plans_cut_rows_at_the_tap_windows():
