@@ -186,6 +186,53 @@ cdef extern from *:
                 _mm512_mask_storeu_ps(out + (16 * h + j) * ldo, lanes, r[j]);
         }
     }
+    /* The same for a phase whose columns are 2 apart (transposed convs of stride 2):
+       channel j's NP values go to out + j * ldo + 2 i, the lanes spread by an expand
+       and written under an even-lane mask (the other phase's columns untouched). */
+    static inline __mmask16 cconv_even_lanes(Py_ssize_t n) {
+        return (__mmask16)(0x5555u & ((1u << (2 * n)) - 1u));
+    }
+    static void cconv_ct_store2(const float* c, Py_ssize_t npos, Py_ssize_t rows,
+                                float* out, Py_ssize_t ldo) {
+        Py_ssize_t lo = npos < 8 ? npos : 8, hi = npos - lo;
+        __mmask16 mlo = cconv_even_lanes(lo), mhi = cconv_even_lanes(hi);
+        for (Py_ssize_t h = 0; h < 2 && 16 * h < rows; h++) {
+            __m512 r[16];
+            for (Py_ssize_t i = 0; i < 16; i++)
+                r[i] = i < npos ? _mm512_loadu_ps(c + i * 32 + 16 * h) : _mm512_setzero_ps();
+            cconv_transpose16(r);
+            Py_ssize_t nj = rows - 16 * h < 16 ? rows - 16 * h : 16;
+            for (Py_ssize_t j = 0; j < nj; j++) {
+                float* o = out + (16 * h + j) * ldo;
+                _mm512_mask_storeu_ps(o, mlo, _mm512_maskz_expand_ps(0x5555, r[j]));
+                if (hi > 0)
+                    _mm512_mask_storeu_ps(o + 16, mhi, _mm512_maskz_expand_ps(
+                        0x5555, _mm512_shuffle_f32x4(r[j], r[j], 0xEE)));
+            }
+        }
+    }
+    /* dst[2 i] = src[i] for i < n: 8 (float32) or 4 (float64) values per expanding
+       load and masked store. */
+    static void cconv_store_stride2_f32(float* dst, const float* src, Py_ssize_t n) {
+        Py_ssize_t i = 0;
+        for (; i + 8 <= n; i += 8)
+            _mm512_mask_storeu_ps(dst + 2 * i, 0x5555,
+                                  _mm512_maskz_expandloadu_ps(0x5555, src + i));
+        if (i < n) {
+            __mmask16 m = cconv_even_lanes(n - i);
+            _mm512_mask_storeu_ps(dst + 2 * i, m, _mm512_maskz_expandloadu_ps(m, src + i));
+        }
+    }
+    static void cconv_store_stride2_f64(double* dst, const double* src, Py_ssize_t n) {
+        Py_ssize_t i = 0;
+        for (; i + 4 <= n; i += 4)
+            _mm512_mask_storeu_pd(dst + 2 * i, 0x55,
+                                  _mm512_maskz_expandloadu_pd(0x55, src + i));
+        if (i < n) {
+            __mmask8 m = (__mmask8)(0x55u & ((1u << (2 * (n - i))) - 1u));
+            _mm512_mask_storeu_pd(dst + 2 * i, m, _mm512_maskz_expandloadu_pd(m, src + i));
+        }
+    }
     /* dst[j * ldd + i] = src[i * lda + j] for i, j < 16: one register transpose (the
        weight packing of 1x1 convs, whose rows are contiguous). */
     static void cconv_transpose16_copy(const float* src, Py_ssize_t lda, float* dst,
@@ -200,6 +247,17 @@ cdef extern from *:
                                float* out, Py_ssize_t ldo) {
         for (Py_ssize_t j = 0; j < rows; j++)
             for (Py_ssize_t i = 0; i < npos; i++) out[j * ldo + i] = c[i * 32 + j];
+    }
+    static void cconv_ct_store2(const float* c, Py_ssize_t npos, Py_ssize_t rows,
+                                float* out, Py_ssize_t ldo) {
+        for (Py_ssize_t j = 0; j < rows; j++)
+            for (Py_ssize_t i = 0; i < npos; i++) out[j * ldo + 2 * i] = c[i * 32 + j];
+    }
+    static void cconv_store_stride2_f32(float* dst, const float* src, Py_ssize_t n) {
+        for (Py_ssize_t i = 0; i < n; i++) dst[2 * i] = src[i];
+    }
+    static void cconv_store_stride2_f64(double* dst, const double* src, Py_ssize_t n) {
+        for (Py_ssize_t i = 0; i < n; i++) dst[2 * i] = src[i];
     }
     static void cconv_transpose16_copy(const float* src, Py_ssize_t lda, float* dst,
                                        Py_ssize_t ldd) {
@@ -221,6 +279,18 @@ cdef extern from *:
                         Py_ssize_t ldo) noexcept nogil
     void cconv_transpose16_copy(const float* src, Py_ssize_t lda, float* dst,
                                 Py_ssize_t ldd) noexcept nogil
+    void cconv_ct_store2(const float* c, Py_ssize_t npos, Py_ssize_t rows, float* out,
+                         Py_ssize_t ldo) noexcept nogil
+    void cconv_store_stride2_f32(float* dst, const float* src, Py_ssize_t n) noexcept nogil
+    void cconv_store_stride2_f64(double* dst, const double* src, Py_ssize_t n) noexcept nogil
+
+
+cdef inline void store_stride2(floating* dst, const floating* src, Py_ssize_t n) noexcept nogil:
+    """dst[2 i] = src[i] for i < n (a transposed phase's columns)."""
+    if floating is float:
+        cconv_store_stride2_f32(dst, src, n)
+    else:
+        cconv_store_stride2_f64(dst, src, n)
 
 
 # ---------------------------------------------------------------------------------
@@ -597,6 +667,8 @@ cdef inline void store_run(const Problem* P, const float* cb, Py_ssize_t npos,
     cdef Py_ssize_t i, j
     if dcs == 1:
         cconv_ct_store(cb, npos, rows, orow, P.out_plane)
+    elif dcs == 2:
+        cconv_ct_store2(cb, npos, rows, orow, P.out_plane)
     else:
         for j in range(rows):
             for i in range(npos):
@@ -753,6 +825,8 @@ cdef void run_item(const Problem* P, const floating* x_img, floating* out_img,
                     if dcs == 1:
                         for q in range(valid_run):
                             orow[base + q] = cb[j + q]
+                    elif dcs == 2:
+                        store_stride2(orow + base, cb + j, valid_run)
                     else:
                         for q in range(valid_run):
                             orow[base + q * dcs] = cb[j + q]

@@ -250,7 +250,8 @@ def conv_transpose2d_awkward():
     for npos in TILE_POSITIONS:
         # Output row length npos: (w - 1) * 1 + 3 = npos.
         cases.append(c(1, 2, 3, (1, npos - 2), (1, 3), name=f"positions{npos}-row"))
-    for hw in [(3, 7), (4, 3), (2, 14)]:
+    # (widths around the 8-value steps of the stride-2 column stores)
+    for hw in [(3, 7), (4, 3), (2, 14), (2, 8), (1, 9), (2, 16), (1, 17), (1, 33)]:
         cases.append(c(2, 3, 9, hw, 2, stride=2, name=f"in{hw[0]}x{hw[1]}-s2"))
     # Sub-pixel phases: stride and dilation sharing factors leave phases with no taps.
     for s, d, op in [(2, 2, 1), (3, 2, 2), (4, 2, 3), (2, 3, 2), (3, 3, 0), (4, 6, 5),
