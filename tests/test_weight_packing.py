@@ -83,6 +83,9 @@ def test_packed_and_in_place_weights_give_the_same_bits(dtype, xs, ws, padding, 
     (96, 37, 1),      # 37 channels: two transposes of 16, then 5 the general way
     (64, 16, 1), (33, 64, 1), (40, 15, 1),
     (256, 40, 3), (64, 3, 7), (21, 5, 3),
+    # OIHW rows of full 32-channel blocks: transposes over (channel, tap), exact or with
+    # a tail of 15 values, and a partial last block (the general way)
+    (64, 16, 3), (96, 7, 3), (70, 9, 5),
 ])
 def test_packed_blocks_are_the_weights_regrouped(dtype, width, c_out, c_in, k):
     # packed[block][tap][c][i] = w[block * width + i, c, tap], zero past the last channel.
