@@ -874,8 +874,8 @@ cdef int run_problem(const Problem* P, const floating* x, floating* out,
     cdef int* failed_flag = &failed
     # C blocks: the tiles of an item's m-blocks, or a channel-tiled group's (m-block, run)
     cdef Py_ssize_t cbuf_count = mb_per_chunk * max_tiles * MR * nr
-    if P.channel_tiles and cbuf_count < mb_per_chunk * CT_MAX_GROUP * CT_MAX_NP * CB:
-        cbuf_count = mb_per_chunk * CT_MAX_GROUP * CT_MAX_NP * CB
+    if P.channel_tiles and cbuf_count < mb_per_chunk * P.ct_group * CT_MAX_NP * CB:
+        cbuf_count = mb_per_chunk * P.ct_group * CT_MAX_NP * CB
     if n_items == 0:
         return 0
     with parallel(num_threads=n_threads):
