@@ -144,7 +144,8 @@ cdef extern from *:
                                       const float*);
 
     /* A run's C block c[NP][32] to the output: channel j's NP values go to
-       out + j * ldo (consecutive columns), for j < rows. With AVX-512, each half of 16
+       out + j * ldo + i * dcs (dcs = 1: consecutive columns; 2: a stride-2 phase of a
+       transposed conv), for j < rows. With AVX-512, each half of 16
        channels is one 16 x 16 register transpose (rows past NP are zeros) and masked
        stores of NP lanes; the scalar copy read c at a stride of 32 and was 10-15% of a
        64-channel 3x3 conv. Only values are moved: the bits are the scalar copy's. */
@@ -173,27 +174,14 @@ cdef extern from *:
             r[i + 8] = _mm512_shuffle_f32x4(t[i], t[i + 8], 0xDD);
         }
     }
-    static void cconv_ct_store(const float* c, Py_ssize_t npos, Py_ssize_t rows,
-                               float* out, Py_ssize_t ldo) {
-        __mmask16 lanes = (__mmask16)((1u << npos) - 1u);
-        for (Py_ssize_t h = 0; h < 2 && 16 * h < rows; h++) {
-            __m512 r[16];
-            for (Py_ssize_t i = 0; i < 16; i++)
-                r[i] = i < npos ? _mm512_loadu_ps(c + i * 32 + 16 * h) : _mm512_setzero_ps();
-            cconv_transpose16(r);
-            Py_ssize_t nj = rows - 16 * h < 16 ? rows - 16 * h : 16;
-            for (Py_ssize_t j = 0; j < nj; j++)
-                _mm512_mask_storeu_ps(out + (16 * h + j) * ldo, lanes, r[j]);
-        }
-    }
-    /* The same for a phase whose columns are 2 apart (transposed convs of stride 2):
-       channel j's NP values go to out + j * ldo + 2 i, the lanes spread by an expand
-       and written under an even-lane mask (the other phase's columns untouched). */
+    /* Columns 2 apart (a stride-2 phase of a transposed conv): the lanes spread by an
+       expand and written under an even-lane mask, the other phase's columns untouched. */
     static inline __mmask16 cconv_even_lanes(Py_ssize_t n) {
         return (__mmask16)(0x5555u & ((1u << (2 * n)) - 1u));
     }
-    static void cconv_ct_store2(const float* c, Py_ssize_t npos, Py_ssize_t rows,
-                                float* out, Py_ssize_t ldo) {
+    static void cconv_ct_store(const float* c, Py_ssize_t npos, Py_ssize_t rows,
+                               float* out, Py_ssize_t ldo, Py_ssize_t dcs) {
+        __mmask16 lanes = (__mmask16)((1u << npos) - 1u);
         Py_ssize_t lo = npos < 8 ? npos : 8, hi = npos - lo;
         __mmask16 mlo = cconv_even_lanes(lo), mhi = cconv_even_lanes(hi);
         for (Py_ssize_t h = 0; h < 2 && 16 * h < rows; h++) {
@@ -204,6 +192,10 @@ cdef extern from *:
             Py_ssize_t nj = rows - 16 * h < 16 ? rows - 16 * h : 16;
             for (Py_ssize_t j = 0; j < nj; j++) {
                 float* o = out + (16 * h + j) * ldo;
+                if (dcs == 1) {
+                    _mm512_mask_storeu_ps(o, lanes, r[j]);
+                    continue;
+                }
                 _mm512_mask_storeu_ps(o, mlo, _mm512_maskz_expand_ps(0x5555, r[j]));
                 if (hi > 0)
                     _mm512_mask_storeu_ps(o + 16, mhi, _mm512_maskz_expand_ps(
@@ -212,27 +204,22 @@ cdef extern from *:
         }
     }
     /* dst[2 i] = src[i] for i < n: 8 (float32) or 4 (float64) values per expanding
-       load and masked store. */
-    static void cconv_store_stride2_f32(float* dst, const float* src, Py_ssize_t n) {
-        Py_ssize_t i = 0;
-        for (; i + 8 <= n; i += 8)
-            _mm512_mask_storeu_ps(dst + 2 * i, 0x5555,
-                                  _mm512_maskz_expandloadu_ps(0x5555, src + i));
-        if (i < n) {
-            __mmask16 m = cconv_even_lanes(n - i);
-            _mm512_mask_storeu_ps(dst + 2 * i, m, _mm512_maskz_expandloadu_ps(m, src + i));
-        }
+       load and even-lane masked store. */
+    #define CCONV_STORE_STRIDE2(SUFFIX, SCALAR, MASKT, STEP, EVEN, STOREM, EXPANDLOADZ)  \
+    static void cconv_store_stride2_##SUFFIX(SCALAR* dst, const SCALAR* src,          \
+                                             Py_ssize_t n) {                          \
+        Py_ssize_t i = 0;                                                             \
+        for (; i + STEP <= n; i += STEP)                                              \
+            STOREM(dst + 2 * i, (MASKT) EVEN, EXPANDLOADZ((MASKT) EVEN, src + i));    \
+        if (i < n) {                                                                  \
+            MASKT m = (MASKT)(EVEN & ((1u << (2 * (n - i))) - 1u));                   \
+            STOREM(dst + 2 * i, m, EXPANDLOADZ(m, src + i));                          \
+        }                                                                             \
     }
-    static void cconv_store_stride2_f64(double* dst, const double* src, Py_ssize_t n) {
-        Py_ssize_t i = 0;
-        for (; i + 4 <= n; i += 4)
-            _mm512_mask_storeu_pd(dst + 2 * i, 0x55,
-                                  _mm512_maskz_expandloadu_pd(0x55, src + i));
-        if (i < n) {
-            __mmask8 m = (__mmask8)(0x55u & ((1u << (2 * (n - i))) - 1u));
-            _mm512_mask_storeu_pd(dst + 2 * i, m, _mm512_maskz_expandloadu_pd(m, src + i));
-        }
-    }
+    CCONV_STORE_STRIDE2(f32, float, __mmask16, 8, 0x5555u, _mm512_mask_storeu_ps,
+                        _mm512_maskz_expandloadu_ps)
+    CCONV_STORE_STRIDE2(f64, double, __mmask8, 4, 0x55u, _mm512_mask_storeu_pd,
+                        _mm512_maskz_expandloadu_pd)
     /* dst + doff[j] gets src[i * lda + j] at lane i, for i, j < 16: one register
        transpose whose 16 results go wherever the packed layout wants them (3x3 OIHW
        weights: source column j is (input channel, tap), packed as (tap, channel)). */
@@ -254,14 +241,9 @@ cdef extern from *:
     }
     #else
     static void cconv_ct_store(const float* c, Py_ssize_t npos, Py_ssize_t rows,
-                               float* out, Py_ssize_t ldo) {
+                               float* out, Py_ssize_t ldo, Py_ssize_t dcs) {
         for (Py_ssize_t j = 0; j < rows; j++)
-            for (Py_ssize_t i = 0; i < npos; i++) out[j * ldo + i] = c[i * 32 + j];
-    }
-    static void cconv_ct_store2(const float* c, Py_ssize_t npos, Py_ssize_t rows,
-                                float* out, Py_ssize_t ldo) {
-        for (Py_ssize_t j = 0; j < rows; j++)
-            for (Py_ssize_t i = 0; i < npos; i++) out[j * ldo + 2 * i] = c[i * 32 + j];
+            for (Py_ssize_t i = 0; i < npos; i++) out[j * ldo + i * dcs] = c[i * 32 + j];
     }
     static void cconv_store_stride2_f32(float* dst, const float* src, Py_ssize_t n) {
         for (Py_ssize_t i = 0; i < n; i++) dst[2 * i] = src[i];
@@ -291,13 +273,11 @@ cdef extern from *:
                                        const float*) noexcept nogil
     const cconv_ct_kernel_t* cconv_ct_kernels
     void cconv_ct_store(const float* c, Py_ssize_t npos, Py_ssize_t rows, float* out,
-                        Py_ssize_t ldo) noexcept nogil
+                        Py_ssize_t ldo, Py_ssize_t dcs) noexcept nogil
     void cconv_transpose16_copy(const float* src, Py_ssize_t lda, float* dst,
                                 Py_ssize_t ldd) noexcept nogil
     void cconv_transpose16_scatter(const float* src, Py_ssize_t lda, float* dst,
                                    const Py_ssize_t* doff) noexcept nogil
-    void cconv_ct_store2(const float* c, Py_ssize_t npos, Py_ssize_t rows, float* out,
-                         Py_ssize_t ldo) noexcept nogil
     void cconv_store_stride2_f32(float* dst, const float* src, Py_ssize_t n) noexcept nogil
     void cconv_store_stride2_f64(double* dst, const double* src, Py_ssize_t n) noexcept nogil
 
@@ -682,10 +662,8 @@ cdef inline void store_run(const Problem* P, const float* cb, Py_ssize_t npos,
     """A run's C block (npos x CB) to the output: channel j of the block at orow + j *
     out_plane, its positions dcs apart."""
     cdef Py_ssize_t i, j
-    if dcs == 1:
-        cconv_ct_store(cb, npos, rows, orow, P.out_plane)
-    elif dcs == 2:
-        cconv_ct_store2(cb, npos, rows, orow, P.out_plane)
+    if dcs <= 2:
+        cconv_ct_store(cb, npos, rows, orow, P.out_plane, dcs)
     else:
         for j in range(rows):
             for i in range(npos):
