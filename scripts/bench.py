@@ -13,7 +13,9 @@ How it measures (the rules of PERF-NOTES.md):
   starting contender rotates each round), so load from other tenants hits all of
   them alike. Each sample repeats the call until it lasts ``--min-time``; the table
   shows the best and the median sample, the ratio (torch time / cconv time) comes
-  from the best samples, and the JSON also has the median ratio.
+  from the best samples, and the JSON also has the median ratio. A case's rounds run
+  back to back, so a burst of load lasting a few seconds can cover all of them:
+  ``--passes K`` sweeps the whole suite K times and pools each case's samples.
 * Equal thread counts: ``torch.set_num_threads(n)``, cconv ``n_threads=n`` and
   numpy's BLAS limited to ``n`` (through threadpoolctl when installed).
 * glibc's dynamic mmap threshold can turn PyTorch's per-call output allocation into
@@ -366,17 +368,40 @@ def run_case(case: dict, arrays: dict, threads: int, contenders: Dict[str, objec
 
     samples = time_interleaved(calls, args.rounds, args.min_time, on_round)
     for name, secs in samples.items():
-        ms = [1e3 * t for t in secs]
-        row["timings_ms"][name] = {"best": min(ms), "median": statistics.median(ms), "samples": ms}
+        row["timings_ms"][name] = {"samples": [1e3 * t for t in secs]}
+    row["peak_gflops"] = peak_gflops or nominal_peak(dtype, threads)
+    return with_statistics(row)
 
+
+def with_statistics(row: dict) -> dict:
+    """Fill in a row's best / median times, GFLOP/s, % of peak and ratios from its
+    samples (``timings_ms[name]["samples"]``)."""
     t = row["timings_ms"]
-    row["gflops"] = {name: 2.0 * macs / (t[name]["best"] / 1e3) / 1e9 for name in t}
-    peak = peak_gflops or nominal_peak(dtype, threads)
-    row["pct_peak"] = {name: 100.0 * g / peak for name, g in row["gflops"].items()}
+    for name in t:
+        ms = t[name]["samples"]
+        t[name].update(best=min(ms), median=statistics.median(ms))
+    row["gflops"] = {name: 2.0 * row["macs"] / (t[name]["best"] / 1e3) / 1e9 for name in t}
+    row["pct_peak"] = {name: 100.0 * g / row["peak_gflops"] for name, g in row["gflops"].items()}
     if "cconv" in t and "torch" in t:
         row["ratio_best"] = t["torch"]["best"] / t["cconv"]["best"]
         row["ratio_median"] = t["torch"]["median"] / t["cconv"]["median"]
     return row
+
+
+def merge_passes(first: dict, later: dict) -> dict:
+    """One row from two passes over the same case and thread count: the samples of both
+    (so best and median are over every round of every pass); a failure in either stays."""
+    row = dict(first, timings_ms={}, messages=first["messages"] + [
+        m for m in later["messages"] if m not in first["messages"]])
+    if later["status"] != "ok" and first["status"] == "ok":
+        row["status"] = later["status"]
+    for name in first["timings_ms"]:
+        if name in later["timings_ms"]:
+            row["timings_ms"][name] = {"samples": first["timings_ms"][name]["samples"]
+                                       + later["timings_ms"][name]["samples"]}
+    for key in ("ratio_best", "ratio_median"):
+        row.pop(key, None)
+    return with_statistics(row)
 
 
 def summarize(rows: Sequence[dict]) -> List[dict]:
@@ -552,6 +577,10 @@ def parse_args(argv: Optional[Sequence[str]] = None) -> argparse.Namespace:
                     help="thread counts, each used for every contender (default: 1,2)")
     ap.add_argument("--rounds", type=int, default=7,
                     help="interleaved rounds; each gives one sample per contender (default: 7)")
+    ap.add_argument("--passes", type=int, default=1,
+                    help="sweeps over all cases; a case's rounds from every pass are pooled, "
+                         "so that a burst of another tenant's load over one case's rounds "
+                         "does not decide its numbers (default: 1)")
     ap.add_argument("--min-time", type=float, default=0.05, metavar="SECONDS",
                     help="minimum duration of one sample; fast calls are repeated (default: 0.05)")
     ap.add_argument("--no-numpy", action="store_true", help="leave out the NumPy im2col reference")
@@ -575,6 +604,8 @@ def parse_args(argv: Optional[Sequence[str]] = None) -> argparse.Namespace:
     args = ap.parse_args(argv)
     if args.rounds < 1:
         ap.error("--rounds must be at least 1")
+    if args.passes < 1:
+        ap.error("--passes must be at least 1")
     if args.min_time < 0:
         ap.error("--min-time must be >= 0")
     return args
@@ -630,13 +661,21 @@ def main(argv: Optional[Sequence[str]] = None) -> int:
                           "measured_gflops": measured,
                           "measured_with": "-" if measured is None else
                           f"{'torch.mm' if torch is not None else 'numpy @'} 1024x1024 {args.dtype}"})
-        for i, case in enumerate(cases):
-            arrays = make_arrays(case, args.dtype, args.seed)
-            for n in args.threads:
-                threads.set(n)
-                peak = next((p["fma_gflops"] for p in peaks if p["threads"] == n), None)
-                rows.append(run_case(case, arrays, n, contenders, args, progress,
-                                     f"[{i + 1}/{len(cases)}]", peak_gflops=peak))
+        for k in range(args.passes):
+            for i, case in enumerate(cases):
+                arrays = make_arrays(case, args.dtype, args.seed)
+                for j, n in enumerate(args.threads):
+                    threads.set(n)
+                    peak = next((p["fma_gflops"] for p in peaks if p["threads"] == n), None)
+                    label = f"[{i + 1}/{len(cases)}]" + (
+                        f" pass {k + 1}/{args.passes}" if args.passes > 1 else "")
+                    row = run_case(case, arrays, n, contenders, args, progress, label,
+                                   peak_gflops=peak)
+                    at = i * len(args.threads) + j
+                    if k == 0:
+                        rows.append(row)
+                    else:
+                        rows[at] = merge_passes(rows[at], row)
     finally:
         threads.restore()
         progress.done()
@@ -651,6 +690,7 @@ def main(argv: Optional[Sequence[str]] = None) -> int:
                 "date": datetime.datetime.now(datetime.timezone.utc).isoformat(timespec="seconds"),
                 "argv": list(sys.argv[1:] if argv is None else argv),
                 "dtype": args.dtype, "threads": args.threads, "rounds": args.rounds,
+                "passes": args.passes,
                 "min_time_s": args.min_time, "cconv_out_preallocated": not args.no_out,
                 "contenders": present, "unavailable": notes, "tolerance": TOLERANCE[args.dtype],
                 "malloc_env": {k: os.environ.get(k) for k in MALLOC_ENV},

@@ -268,6 +268,32 @@ def _row(case, op, threads, torch_ms, cconv_ms, status="ok"):
             "ratio_best": torch_ms / cconv_ms, "ratio_median": torch_ms / cconv_ms}
 
 
+def test_passes_pool_their_samples_and_keep_failures():
+    def row(cconv_ms, torch_ms, status="ok", messages=()):
+        return bench.with_statistics({
+            "case": "c", "op": "conv2d", "threads": 1, "macs": 10**6, "status": status,
+            "messages": list(messages), "rel_err": {}, "peak_gflops": 100.0,
+            "timings_ms": {"cconv": {"samples": list(cconv_ms)},
+                           "torch": {"samples": list(torch_ms)}}})
+    first = row([4.0, 3.0, 5.0], [6.0, 6.0, 9.0])
+    assert first["ratio_best"] == 2.0
+    merged = bench.merge_passes(first, row([1.0, 2.0, 8.0], [3.0, 7.0, 7.0], "FAILED", ["x"]))
+    t = merged["timings_ms"]
+    assert t["cconv"]["samples"] == [4.0, 3.0, 5.0, 1.0, 2.0, 8.0]
+    assert (t["cconv"]["best"], t["cconv"]["median"]) == (1.0, 3.5)
+    assert (t["torch"]["best"], t["torch"]["median"]) == (3.0, 6.5)
+    assert merged["ratio_best"] == 3.0 and merged["ratio_median"] == 6.5 / 3.5
+    assert merged["gflops"]["cconv"] == 2.0 and merged["pct_peak"]["cconv"] == 2.0
+    assert merged["status"] == "FAILED" and merged["messages"] == ["x"]
+    assert first["timings_ms"]["cconv"]["best"] == 3.0   # the inputs are left alone
+
+
+def test_passes_option_is_checked():
+    with pytest.raises(SystemExit):
+        bench.parse_args(["--passes", "0"])
+    assert bench.parse_args(["--passes", "3"]).passes == 3
+
+
 def test_summarize_takes_geomeans_per_family_and_overall():
     rows = [_row("a", "conv2d", 1, 2.0, 1.0), _row("b", "conv2d", 1, 8.0, 1.0),
             _row("c", "depthwise", 1, 1.0, 1.0), _row("a", "conv2d", 2, 1.0, 1.0)]
