@@ -206,6 +206,11 @@ def conv2d_blocking():
         c(2, 40, 12, (6, 7), 3, padding=5, dilation=5, groups=2, name="padding-only-grouped"),
         c(1, 33, 17, (7, 9), 5, stride=2, padding=2, name="c33-k5-s2"),
     ]
+    # Stride-2 column phases of input rows of 32 to 70 values (vector steps and tails of
+    # the phase-plane copy).
+    for hw, k, pad in [((5, 70), 3, 1), ((4, 33), 3, 0), ((3, 32), 2, 0), ((3, 38), 7, 3)]:
+        cases.append(c(1, 3, 5, hw, k, stride=2, padding=pad,
+                       name=f"s2-rows-{hw[0]}x{hw[1]}-k{k}"))
     return cases
 
 
