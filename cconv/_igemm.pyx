@@ -83,7 +83,7 @@ cdef enum:
 # The direct micro-kernels are called through pointers held in the Problem: inlined
 # into run_item, gcc's register allocator ran out of registers around the loop and
 # spilled accumulators and B rows to the stack (half speed); an out-of-line call per
-# K-block of 256 k costs nothing measurable.
+# K-block of KC k costs nothing measurable.
 ctypedef void (*direct_kernel_f32)(Py_ssize_t, const float*, const float*,
                                    const Py_ssize_t*, float*) noexcept nogil
 ctypedef void (*direct_kernel_f64)(Py_ssize_t, const double*, const double*,
@@ -643,7 +643,7 @@ cdef void channel_tile_item(const Problem* P, const float* x_group, const float*
     cdef Py_ssize_t total = nrows * n_runs
     # Run q of the item is grid row row0 + q // n_runs, run r0 + q % n_runs. Runs go in
     # groups of ct_group, each group K-block by K-block over all the item's m-blocks:
-    # the group's input rows and the K-block's weights (n_mb x 32 KiB) stay in L1/L2,
+    # the group's input rows and the K-block's weights (n_mb x 64 KiB) stay in L1/L2,
     # and each (m-block, run) keeps its C block in cbuf. One run per group where a
     # block's weights fit L2; CT_MAX_GROUP where they do not (ASPP: 2048 x 9 x 32
     # floats, 2.4 MB per block, streamed from L3 once per group): against groups of 4,
@@ -795,7 +795,7 @@ cdef void run_item(const Problem* P, const floating* x_img, floating* out_img,
                               seg + tile * SEG_STRIDE, tile_nseg[tile],
                               bpanel + tile * KC * nr + (j - k + r) * nr, nr)
             j += cnt
-        # Packed weights: each tile's B panel (KC x NR, 32 KiB) stays in L1 while the
+        # Packed weights: each tile's B panel (KC x NR, 64 KiB) stays in L1/L2 while the
         # m-blocks' contiguous weight runs stream past it from L2. In-place weights are
         # read at a stride, so there each m-block's rows stay hot over all the tiles.
         for mb in range(mb1 - mb0):

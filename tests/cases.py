@@ -187,14 +187,15 @@ def conv2d_awkward():
 def conv2d_blocking():
     """Reduction, position and channel-chunk counts around the GEMM engine's blocks.
 
-    The reduction runs over k = (tap, input channel) in blocks of 128; a work item covers
-    up to 128 positions and up to 256 output channels.  Taps wholly in the padding (large
+    The reduction runs over k = (tap, input channel) in blocks of KC = 512 (once 128 and
+    256: those sizes stay); a work item covers up to 256 positions and up to 256 output
+    channels.  Taps wholly in the padding (large
     dilation) may be skipped per block.
     """
     c = conv2d_case
     cases = []
     for ci, k in [(14, 3), (15, 3), (43, 3), (127, 1), (128, 1), (129, 1), (64, 2),
-                  (257, 1)]:
+                  (257, 1), (511, 1), (512, 1), (513, 1), (57, 3), (1025, 1), (114, 3)]:
         cases.append(c(1, ci, 9, (3, 4), k, padding=1, name=f"k-block-c_in{ci}-k{k}"))
     for hw in [(1, 127), (8, 16), (1, 129), (11, 12), (16, 16), (15, 17)]:
         cases.append(c(1, 3, 9, hw, 3, padding=1, name=f"nc-block-{hw[0]}x{hw[1]}"))
@@ -263,7 +264,7 @@ def conv_transpose2d_awkward():
                      ((2, 3), (3, 2), (1, 2))]:
         cases.append(c(1, 3, 4, (4, 5), 3, stride=s, dilation=d, output_padding=op,
                        padding=1, name=f"phases-s{s}-d{d}-op{op}"))
-    for ci in [43, 65, 130]:
+    for ci in [43, 65, 130, 86]:
         cases.append(c(1, ci, 5, (3, 4), (2, 3), stride=2, padding=(0, 1),
                        name=f"k-block-c_in{ci}"))
     for hw in [(8, 8), (6, 11), (1, 64), (1, 65)]:
@@ -346,7 +347,7 @@ def pointwise_grid():
         cases.append(c(1, 3, 9, (npos, 2), stride=(1, 2), name=f"positions{npos}-col-s2"))
     for hw in [(4, 8), (3, 11), (2, 16), (5, 7), (8, 8)]:
         cases.append(c(2, 4, 8, hw, weight_4d=True, name=f"positions{hw[0]}x{hw[1]}"))
-    for ci in [127, 128, 129, 257]:
+    for ci in [127, 128, 129, 257, 511, 512, 513, 1025]:
         cases.append(c(1, ci, 9, (3, 3), name=f"k-block-c_in{ci}"))
     for hw in [(1, 127), (1, 128), (1, 129), (16, 16), (15, 17), (1, 257)]:
         cases.append(c(1, 3, 5, hw, name=f"nc-block-{hw[0]}x{hw[1]}"))

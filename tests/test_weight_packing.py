@@ -57,7 +57,7 @@ def test_transposed_plans_pack_kernels_over_2x2():
 @pytest.mark.parametrize("xs, ws, padding, stride", [
     ((2, 13, 11, 9), (19, 13, 3, 3), 1, 1),
     ((1, 7, 17, 17), (10, 7, 5, 5), 2, 2),
-    ((1, 300, 9, 7), (12, 300, 1, 1), 0, 1),   # K past one KC block
+    ((1, 600, 9, 7), (12, 600, 1, 1), 0, 1),   # K past one KC block (512)
 ])
 def test_packed_and_in_place_weights_give_the_same_bits(dtype, xs, ws, padding, stride):
     rng = np.random.default_rng(7)
