@@ -1009,7 +1009,7 @@ class Plan:
                  "tap_dx", "phase_cols", "positions", "_work", "tap_base", "polyphase", "Cg",
                  "inplace", "packed_layout", "pack_spec", "prefer_packed", "packed", "K",
                  "direct", "boff", "direct_limit", "channel_tiles", "channel_layout",
-                 "tap_window", "ct_runs")
+                 "tap_window", "ct_runs", "without_channel_tiles")
 
     def __init__(self, N, C_in, H, W, G, M, out_plane, sy, sx, lda, w_group, aoff, tap_dy,
                  tap_dx, phases, pack_spec, prefer_packed=False, tap_base=None,
@@ -1018,6 +1018,9 @@ class Plan:
         # C_in counts the channels of one image as stored (phase planes included);
         # Cg the input channels one group's taps run over.
         self.N, self.C_in, self.H, self.W, self.G, self.M = N, C_in, H, W, G, M
+        # The plan other dtypes run where this one is direct only because float32 runs
+        # it channel-tiled (see _choose_direct); None where it serves every dtype.
+        self.without_channel_tiles = None
         self.Cg = C_in // G if Cg is None else Cg
         self.out_plane, self.sy, self.sx = out_plane, sy, sx
         aoff = np.ascontiguousarray(aoff, dtype=np.intp)
@@ -1392,6 +1395,8 @@ def run(plan, x, w, bias, out, int n_threads, bint weights_frozen=False):
     them: packed weights then cost nothing per call, so they are always used.
     """
     is_float = x.dtype == np.float32
+    if not is_float and plan.without_channel_tiles is not None:
+        plan = plan.without_channel_tiles
     nr = NR_F32 if is_float else NR_F64
     w_flat = w.reshape(-1)
     layout = plan.inplace
@@ -1678,21 +1683,25 @@ def _fill_source(const floating[:, :, ::1] x, floating[::1] planes,
 
 
 def _choose_direct(b_source, weights_packed, grids, Ws, M):
-    """(direct, channel_tiles): whether a plan reads B in place, and whether it then runs
-    float32 channel-tiled. ``b_source`` 'direct' / 'channels' / 'packed' forces it (tests
-    run all three on every case); None decides by _direct_pays and _channel_tiles_pay,
-    and only where packing the weights pays anyway (a direct plan always runs on packed
-    weights)."""
+    """(direct, channel_tiles, direct_without): whether a plan reads B in place, whether
+    it then runs float32 channel-tiled, and whether it would read B in place without
+    channel tiles (float64 has none: where this is False, float64 runs a packed-B plan,
+    whose K-blocks of padding-only taps are left out; ASPP's dilation 12 in float64 ran
+    2.5x slower direct). ``b_source`` 'direct' / 'channels' / 'packed' forces it for
+    every dtype (tests run all three on every case); None decides by _direct_pays and
+    _channel_tiles_pay, and only where packing the weights pays anyway (a direct plan
+    always runs on packed weights)."""
     if b_source is not None:
         if b_source not in ("direct", "channels", "packed"):
             raise ValueError("b_source must be 'direct', 'channels', 'packed' or None, "
                              f"got {b_source!r}")
-        return b_source != "packed", b_source == "channels"
+        return b_source != "packed", b_source == "channels", b_source != "packed"
     if not weights_packed:
-        return False, False
+        return False, False, False
+    direct = _direct_pays(_grid_tiles(grids, Ws), _grid_tiles(grids))
     if _channel_tiles_pay(M, grids, Ws):
-        return True, True
-    return _direct_pays(_grid_tiles(grids, Ws), _grid_tiles(grids)), False
+        return True, True, direct
+    return direct, False, direct
 
 
 def col2im(const floating[:, :, :, :, :, :, ::1] y, bias, floating[:, :, :, ::1] out,
@@ -1782,13 +1791,18 @@ def conv2d_plan(x_shape, w_shape, out_shape, stride, padding, dilation, int grou
     prefer_packed = _packing_pays(N * H_out * W_out, KH * KW == 1)
     grids = [(H_out, W_out, tap_dy, tap_dx)]
     src, phase, qy, qx = _direct_geometry(H, W, stride, grids)
-    direct, channel_tiles = _choose_direct(b_source, prefer_packed, grids, src.Ws, M)
+    direct, channel_tiles, direct_without = _choose_direct(b_source, prefer_packed, grids,
+                                                           src.Ws, M)
     if direct:
-        return Plan(N, len(src.used) * C_in, src.Hs, src.Ws, groups, M, H_out * W_out, 1, 1,
+        plan = Plan(N, len(src.used) * C_in, src.Hs, src.Ws, groups, M, H_out * W_out, 1, 1,
                     lda, M * lda, aoff, qy, qx, phases, pack_spec, True,
                     tap_base=phase * C_in * src.Hs * src.Ws, Cg=Cg, direct=src,
                     channel_tiles=channel_tiles,
                     tap_window=_tap_windows(H, W, stride, tap_dy, tap_dx))
+        if not direct_without:
+            plan.without_channel_tiles = conv2d_plan(x_shape, w_shape, out_shape, stride,
+                                                     padding, dilation, groups, "packed")
+        return plan
     tap_base = polyphase = None
     C_img = C_in
     if (sh, sw) != (1, 1):
@@ -1865,11 +1879,16 @@ def conv_transpose2d_plan(x_shape, w_shape, out_shape, stride, padding, dilation
              if t1 > t0]
     if grids:
         src, _, qy, qx = _direct_geometry(H, W, (1, 1), grids)
-        direct, channel_tiles = _choose_direct(b_source, prefer_packed, grids, src.Ws, M)
+        direct, channel_tiles, direct_without = _choose_direct(b_source, prefer_packed,
+                                                               grids, src.Ws, M)
         if direct:
-            return Plan(N, C_in, src.Hs, src.Ws, groups, M, H_out * W_out, 1, 1, KH * KW,
+            plan = Plan(N, C_in, src.Hs, src.Ws, groups, M, H_out * W_out, 1, 1, KH * KW,
                         Cg * M * KH * KW, aoff, qy, qx, phases, pack_spec, True, direct=src,
                         channel_tiles=channel_tiles,
                         tap_window=_tap_windows(H, W, (1, 1), tap_dy, tap_dx))
+            if not direct_without:
+                plan.without_channel_tiles = conv_transpose2d_plan(
+                    x_shape, w_shape, out_shape, stride, padding, dilation, groups, "packed")
+            return plan
     return Plan(N, C_in, H, W, groups, M, H_out * W_out, 1, 1, KH * KW, Cg * M * KH * KW,
                 aoff, tap_dy, tap_dx, phases, pack_spec, prefer_packed)

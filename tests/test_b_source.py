@@ -196,37 +196,67 @@ def _conv_plan(xs, ws, stride=1, pad=0, dilation=1):
                               ((pad, pad), (pad, pad)), (dilation, dilation), 1)
 
 
-@pytest.mark.parametrize("name, plan_args, direct, channel_tiles", [
+@pytest.mark.parametrize("name, plan_args, direct, channel_tiles, direct_float64", [
     # A direct plan pays when its extra border columns cost less than packing panels;
     # channel tiles where the 8 x 32 tiles would compute more (and there are borders).
+    # float64 (no channel tiles) reads B in place only where 8 x 32 tiles pay by
+    # themselves; elsewhere it runs the packed-B plan, which leaves out padding K-blocks.
     ("ResNet 3x3 at 56x56: 58/56 columns", ((1, 64, 56, 56), (64, 64, 3, 3), 1, 1), True,
-     True),
-    ("VGG 3x3 at 112x112: 114/112", ((1, 128, 112, 112), (128, 128, 3, 3), 1, 1), True,
-     True),
-    ("1x1 at 56x56: no border", ((1, 256, 56, 56), (64, 256, 1, 1)), True, False),
-    ("ResNet stem 7x7 stride 2: 115/112", ((1, 3, 224, 224), (64, 3, 7, 7), 2, 3), True,
-     True),
-    ("3x3 without padding at 58x58: 58/56", ((1, 64, 58, 58), (64, 64, 3, 3)), True, True),
-    ("3x3 at 14x14: 7 tiles of 16/14 columns for 196", ((1, 256, 14, 14), (256, 256, 3, 3),
-                                                       1, 1), True, True),
-    ("dilation 2 at 56x56: 60/56 columns", ((1, 64, 56, 56), (64, 64, 3, 3), 1, 2, 2), True,
-     True),
-    ("ASPP dilation 6 at 33x33: 45/33 columns", ((1, 64, 33, 33), (64, 64, 3, 3), 1, 6, 6),
      True, True),
-    ("ASPP dilation 12", ((1, 64, 33, 33), (64, 64, 3, 3), 1, 12, 12), True, True),
+    ("VGG 3x3 at 112x112: 114/112", ((1, 128, 112, 112), (128, 128, 3, 3), 1, 1), True,
+     True, True),
+    ("1x1 at 56x56: no border", ((1, 256, 56, 56), (64, 256, 1, 1)), True, False, True),
+    ("ResNet stem 7x7 stride 2: 115/112", ((1, 3, 224, 224), (64, 3, 7, 7), 2, 3), True,
+     True, True),
+    ("3x3 without padding at 58x58: 58/56", ((1, 64, 58, 58), (64, 64, 3, 3)), True, True, True),
+    ("3x3 at 14x14: 7 tiles of 16/14 columns for 196", ((1, 256, 14, 14), (256, 256, 3, 3),
+                                                       1, 1), True, True, True),
+    ("dilation 2 at 56x56: 60/56 columns", ((1, 64, 56, 56), (64, 64, 3, 3), 1, 2, 2), True,
+     True, True),
+    ("ASPP dilation 6 at 33x33: 45/33 columns", ((1, 64, 33, 33), (64, 64, 3, 3), 1, 6, 6),
+     True, True, False),
+    ("ASPP dilation 12", ((1, 64, 33, 33), (64, 64, 3, 3), 1, 12, 12), True, True, False),
     ("ASPP dilation 12, 8 channels: 4x the lanes", ((1, 64, 33, 33), (8, 64, 3, 3), 1, 12,
-                                                   12), False, False),
+                                                   12), False, False, False),
     # Direct plans run on packed weights: never where packing them does not pay.
     ("1x1 512 at 14x14: 196 uses, packed weights", ((1, 512, 14, 14), (512, 512, 1, 1)),
-     True, True),
+     True, True, True),
     ("1x1 1024 at 7x7: weights stay in place", ((1, 1024, 7, 7), (1024, 1024, 1, 1)), False,
-     False),
-    ("3x3 at 4x4: 16 uses per weight", ((1, 64, 4, 4), (64, 64, 3, 3), 1, 1), False, False),
+     False, False),
+    ("3x3 at 4x4: 16 uses per weight", ((1, 64, 4, 4), (64, 64, 3, 3), 1, 1), False, False, False),
 ])
-def test_which_conv2d_plans_are_direct(name, plan_args, direct, channel_tiles):
+def test_which_conv2d_plans_are_direct(name, plan_args, direct, channel_tiles,
+                                       direct_float64):
     plan = _conv_plan(*plan_args)
     assert (plan.direct is not None) is direct, name
     assert plan.channel_tiles is channel_tiles, name
+    other = plan.without_channel_tiles
+    if direct and not direct_float64:
+        assert other is not None and other.direct is None and not other.channel_tiles, name
+    else:
+        assert other is None, name
+
+
+def test_float64_runs_the_plan_without_channel_tiles():
+    # ASPP-like: direct (channel-tiled) for float32, packed B for float64. The float64
+    # call must run the packed plan (same bits as the direct plan forced on it, since
+    # every plan sums in the same order) and match the independent reference.
+    import reference
+    rng = np.random.default_rng(5)
+    x = rng.standard_normal((1, 40, 17, 17))
+    w = rng.standard_normal((64, 40, 3, 3))
+    plan = _conv_plan(x.shape, w.shape, 1, 6, 6)
+    assert plan.channel_tiles and plan.without_channel_tiles.direct is None
+    out = np.empty((1, 64, 17, 17))
+    _igemm.run(plan, x, w, None, out, 1)
+    direct = _igemm.conv2d_plan(x.shape, w.shape, out.shape, (1, 1), ((6, 6), (6, 6)),
+                                (6, 6), 1, b_source="direct")
+    assert direct.direct is not None and direct.without_channel_tiles is None
+    forced_direct = np.empty_like(out)
+    _igemm.run(direct, x, w, None, forced_direct, 1)
+    np.testing.assert_array_equal(out, forced_direct)
+    np.testing.assert_allclose(out, reference.conv2d(x, w, padding=6, dilation=6),
+                               rtol=1e-12, atol=1e-11)
 
 
 @pytest.mark.parametrize("M, grids, Ws, expected", [
