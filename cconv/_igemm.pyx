@@ -221,14 +221,16 @@ cdef extern from *:
     CCONV_STORE_STRIDE2(f64, double, __mmask8, 4, 0x55u, _mm512_mask_storeu_pd,
                         _mm512_maskz_expandloadu_pd)
     /* dst[j] = src[2 j] for j < n (a stride-2 conv's column phase of an input row): per
-       L values two loads and one permute; the tail by masked loads that read no further
-       than src[2 (n - 1)] (gcc left this loop scalar: 53 us of the 7x7 stem's 2.4 ms). */
+       L values two loads and one permute; the last 1 .. L values by masked loads, so that
+       nothing past src[2 (n - 1)] is read (a whole last block would read one value past
+       it: past the input's end on its last row). gcc left this loop scalar: 53 us of the
+       7x7 stem's 2.4 ms. */
     #define CCONV_GATHER_STRIDE2(SUFFIX, SCALAR, VEC, MASKT, L, LOADZ, STOREM, PERM2, EVEN) \
     static void cconv_gather_stride2_##SUFFIX(SCALAR* dst, const SCALAR* src,         \
                                               Py_ssize_t n) {                         \
         const __m512i even = EVEN;                                                    \
         Py_ssize_t j = 0;                                                             \
-        for (; j + L <= n; j += L) {                                                  \
+        for (; j + L < n; j += L) {                                                   \
             VEC a = LOADZ((MASKT) ~0u, src + 2 * j);                                  \
             VEC b = LOADZ((MASKT) ~0u, src + 2 * j + L);                              \
             STOREM(dst + j, (MASKT) ~0u, PERM2(a, even, b));                          \
