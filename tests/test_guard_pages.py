@@ -1,7 +1,8 @@
-"""No kernel reads past the end of its input.
+"""No kernel reads outside its input or writes outside its output.
 
-Each input is placed so that its last byte is the last one before a no-access page
-(``mprotect(PROT_NONE)``): a read past the end faults. The calls run in a subprocess, so
+Each input and each ``out=`` array is placed so that its last byte is the last one before
+a no-access page (``mprotect(PROT_NONE)``), and then so that its first byte is the first
+one after such a page: a read or write past either end faults. The calls run in a subprocess, so
 a fault fails this test instead of killing the test run. Widths around the vector steps
 (16 float32, 8 float64 values, and the stride-2 copies' 32) at strides 1 and 2, every
 kernel family, 1 and 2 threads. (A stride-2 source-row copy once read one value past
@@ -28,48 +29,60 @@ SCRIPT = textwrap.dedent('''
     PAGE = mmap.PAGESIZE
     keep = []
 
-    def guarded(shape, dtype, rng):
-        """A C-contiguous random array ending exactly where a no-access page begins."""
+    def guarded(shape, dtype, rng, at_end=True):
+        """A C-contiguous random array between two no-access pages, touching the one
+        after it (at_end) or the one before it."""
         dtype = np.dtype(dtype)
         count = int(np.prod(shape))
-        pages = -(-count * dtype.itemsize // PAGE) + 1
-        buf = mmap.mmap(-1, (pages + 1) * PAGE)
+        pages = -(-count * dtype.itemsize // PAGE)
+        buf = mmap.mmap(-1, (pages + 2) * PAGE)
         base = ctypes.addressof(ctypes.c_char.from_buffer(buf))
-        if libc.mprotect(ctypes.c_void_p(base + pages * PAGE), ctypes.c_size_t(PAGE), 0):
-            raise OSError(ctypes.get_errno(), "mprotect")
-        arr = np.frombuffer(buf, dtype=dtype, count=count,
-                            offset=pages * PAGE - count * dtype.itemsize).reshape(shape)
+        for guard in (base, base + (pages + 1) * PAGE):
+            if libc.mprotect(ctypes.c_void_p(guard), ctypes.c_size_t(PAGE), 0):
+                raise OSError(ctypes.get_errno(), "mprotect")
+        offset = (pages + 1) * PAGE - count * dtype.itemsize if at_end else PAGE
+        arr = np.frombuffer(buf, dtype=dtype, count=count, offset=offset).reshape(shape)
         arr[...] = rng.standard_normal(shape)
         keep.append(buf)
         return arr
 
+    def both_ends(call, x_shape, dtype, rng):
+        """call(x, out) with x and out touching the guard after them, then before them;
+        out comes from a first, unguarded call."""
+        shape = call(np.zeros(x_shape, dtype), None).shape
+        for at_end in (True, False):
+            call(guarded(x_shape, dtype, rng, at_end), guarded(shape, dtype, rng, at_end))
+
     rng = np.random.default_rng(1)
     for dt in (np.float32, np.float64):
         for W in list(range(28, 40)) + list(range(60, 70)):
-            for n_threads in (1, 2):
+            for t in (1, 2):
                 for k, s, p in [((1, 3), 2, 0), ((3, 3), 2, 1), ((3, 3), 1, 1), ((1, 1), 1, 0),
                                 ((7, 7), 2, 3), ((1, 1), 2, 0)]:
-                    x = guarded((1, 3, 9, W), dt, rng)
                     w = rng.standard_normal((5, 3) + k).astype(dt)
-                    cconv.conv2d(x, w, stride=s, padding=p, n_threads=n_threads)
+                    both_ends(lambda x, o: cconv.conv2d(x, w, stride=s, padding=p, out=o,
+                                                        n_threads=t), (1, 3, 9, W), dt, rng)
                 for s in (1, 2):
-                    x = guarded((1, 4, 9, W), dt, rng)
                     for kk in (3, 5):
                         w = rng.standard_normal((4, 1, kk, kk)).astype(dt)
-                        cconv.conv2d(x, w, stride=s, padding=kk // 2, groups=4,
-                                     n_threads=n_threads)
-                x = guarded((1, 4, 5, W), dt, rng)
+                        both_ends(lambda x, o: cconv.conv2d(x, w, stride=s, padding=kk // 2,
+                                                            groups=4, out=o, n_threads=t),
+                                  (1, 4, 9, W), dt, rng)
                 for kk, s, p in [(2, 2, 0), (4, 2, 1), (3, 1, 1)]:
                     w = rng.standard_normal((4, 3, kk, kk)).astype(dt)
-                    cconv.conv_transpose2d(x, w, stride=s, padding=p, n_threads=n_threads)
-                cconv.separable_conv2d(x, rng.standard_normal((4, 1, 3, 3)).astype(dt),
-                                       rng.standard_normal((6, 4)).astype(dt), padding=1,
-                                       n_threads=n_threads)
+                    both_ends(lambda x, o: cconv.conv_transpose2d(x, w, stride=s, padding=p,
+                                                                  out=o, n_threads=t),
+                              (1, 4, 5, W), dt, rng)
+                wd = rng.standard_normal((4, 1, 3, 3)).astype(dt)
+                wp = rng.standard_normal((6, 4)).astype(dt)
+                both_ends(lambda x, o: cconv.separable_conv2d(x, wd, wp, padding=1, out=o,
+                                                              n_threads=t),
+                          (1, 4, 5, W), dt, rng)
     print("ok")
 ''')
 
 
-def test_no_kernel_reads_past_the_end_of_its_input():
+def test_no_kernel_touches_memory_outside_its_input_and_output():
     # The subprocess imports the cconv this run tests (the one conftest chose).
     root = os.path.dirname(os.path.dirname(os.path.abspath(cconv.__file__)))
     env = dict(os.environ, PYTHONPATH=os.pathsep.join(
