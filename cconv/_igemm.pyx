@@ -1292,7 +1292,8 @@ cdef void pack_block(const floating* src, Py_ssize_t src_lda, Py_ssize_t rows,
             # OIHW rows of a full block (each row's (channel, tap) values contiguous):
             # 16 x 16 register transposes over 16 consecutive (channel, tap) values of
             # 16 rows, each result vector stored at its (tap, channel) place (3x3
-            # 256 -> 256: 0.27 -> 0.11 ms; ASPP's 2048 x 9: 4.8 -> 2.7 ms); the last Cg * T % 16 values one by one.
+            # 256 -> 256: 0.27 -> 0.11 ms; ASPP's 2048 x 9: 4.8 -> 2.7 ms); the last
+            # Cg * T % 16 values one by one.
             n16 = Cg * T - (Cg * T) % 16
             for p in range(0, n16, 16):
                 for j in range(16):

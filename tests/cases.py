@@ -187,9 +187,9 @@ def conv2d_awkward():
 def conv2d_blocking():
     """Reduction, position and channel-chunk counts around the GEMM engine's blocks.
 
-    The reduction runs over k = (tap, input channel) in blocks of KC = 512 (once 128 and
-    256: those sizes stay); a work item covers up to 256 positions and up to 256 output
-    channels.  Taps wholly in the padding (large
+    The reduction runs over k = (tap, input channel) in blocks of KC = 512 (the cases
+    around 128 and 256, earlier block sizes, stay); a work item covers up to 256
+    positions and up to 256 output channels. Taps wholly in the padding (large
     dilation) may be skipped per block.
     """
     c = conv2d_case
