@@ -13,6 +13,7 @@ from cconv._params import ConvParams
 
 class Algorithm(enum.Enum):
     IMPLICIT_GEMM = "implicit_gemm"          # standard / grouped / strided / dilated conv
+    WINOGRAD = "winograd"                    # 3x3 stride 1: F(2x2, 3x3), 2.25x fewer MACs
     POINTWISE = "pointwise"                  # 1x1, no padding: the GEMM engine, one tap
     DEPTHWISE = "depthwise"                  # groups == C_in: per-plane row kernels
     TRANSPOSED_PHASES = "transposed_phases"  # transposed conv as a per-phase gather GEMM
@@ -28,6 +29,46 @@ FUSED_SEPARABLE_MIN_BYTES = 256 * 2**20
 # Input pixels (batch included) up to which a transposed conv runs as weights x pixels +
 # col2im (measured: DCGAN 512 -> 256 on 4x4, 16 pixels; FCN-32s' 7x7, 49).
 COL2IM_MAX_PIXELS = 64
+
+
+# The Winograd engine's costs in multiply-add equivalents of its GEMM (measured here,
+# float32, 1 thread, against its 16 products at the micro-kernel's speed): the input and
+# output transforms about this much per tile, transform position and channel (in or
+# out), and the weight transform about this much per transformed weight (memory-bound:
+# 16 values written per 9 read).
+WINOGRAD_TRANSFORM_COST = 11
+WINOGRAD_WEIGHT_COST = 24
+WINOGRAD_TILE_COLUMNS = 32    # the GEMM computes whole 32-column tiles of 2x2 blocks
+WINOGRAD_BLOCK_TILES = 64     # tiles per work item at most (_winograd.NT)
+
+
+def winograd_applies(p: ConvParams) -> bool:
+    """Whether the F(2x2, 3x3) engine can run ``p``: an ungrouped 3x3 conv2d at stride 1
+    and dilation 1 (any zero padding; other padding modes are padded beforehand)."""
+    return (p.op == "conv2d" and p.kernel == (3, 3) and p.stride == (1, 1)
+            and p.dilation == (1, 1) and p.groups == 1)
+
+
+def winograd_pays(p: ConvParams) -> bool:
+    """Whether F(2x2, 3x3) beats the implicit GEMM on ``p``, by the cost model above:
+    its GEMM computes whole 32-column tiles (a 7x7 map is 16 tiles in 32 columns), and
+    the transforms cost most where channels are few (the 3-channel input of a first
+    layer) and the weight transform where maps are small (512 channels at 7x7: 16 MB of
+    transformed weights for 16 tiles). The direct conv runs at about 95% of the GEMM's
+    speed (its B rows read in place, some padding taps computed)."""
+    if not winograd_applies(p):
+        return False
+    N, C_out, H_out, W_out = p.output_shape
+    C_in = p.C_in
+    tiles = ((H_out + 1) // 2) * ((W_out + 1) // 2)
+    blocks = -(-tiles // WINOGRAD_BLOCK_TILES)
+    per_block = -(-tiles // blocks)
+    columns = blocks * -(-per_block // WINOGRAD_TILE_COLUMNS) * WINOGRAD_TILE_COLUMNS
+    winograd = (16 * N * columns * C_in * C_out
+                + 16 * N * tiles * WINOGRAD_TRANSFORM_COST * (C_in + C_out)
+                + 16 * C_in * C_out * WINOGRAD_WEIGHT_COST)
+    direct = N * H_out * W_out * 9 * C_in * C_out / 0.95
+    return winograd < direct
 
 
 def select_algorithm(p: ConvParams) -> Algorithm:
@@ -58,4 +99,6 @@ def select_algorithm(p: ConvParams) -> Algorithm:
         return Algorithm.DEPTHWISE
     if p.kernel == (1, 1) and p.zero_padding:
         return Algorithm.POINTWISE
+    if winograd_pays(p):
+        return Algorithm.WINOGRAD
     return Algorithm.IMPLICIT_GEMM

@@ -11,8 +11,8 @@ import functools
 
 import numpy as np
 
-from cconv import _depthwise, _igemm, _separable
-from cconv._dispatch import Algorithm, select_algorithm
+from cconv import _depthwise, _igemm, _separable, _winograd
+from cconv._dispatch import Algorithm, select_algorithm, winograd_applies
 from cconv._params import ConvParams, normalize
 
 _NUMPY_PAD_MODE = {"reflect": "reflect", "replicate": "edge", "circular": "wrap"}
@@ -92,6 +92,10 @@ def _convolution(op: str, input, weight, bias=None, plan_cache=None, b_source=No
     p, a = normalize(op, input, weight, bias, **kwargs)
     if algorithm is None:
         algorithm = select_algorithm(p)
+        if algorithm is Algorithm.WINOGRAD and b_source is not None:
+            algorithm = Algorithm.IMPLICIT_GEMM  # forcing how the GEMM reads B forces it
+    elif algorithm is Algorithm.WINOGRAD and not winograd_applies(p):
+        raise ValueError(f"the Winograd engine cannot run {p}")
     out = a["out"]
     if out is None:
         out = np.empty(p.output_shape, dtype=p.dtype)
@@ -118,7 +122,12 @@ def _convolution(op: str, input, weight, bias=None, plan_cache=None, b_source=No
     elif algorithm is Algorithm.DEPTHWISE:
         _depthwise.depthwise_forward(x, a["w"], a["b"], out, p.stride, padding, p.dilation,
                                      p.n_threads)
+    elif algorithm is Algorithm.WINOGRAD and _winograd_conv(p, x, a["w"], a["b"], out,
+                                                            padding, plan_cache):
+        pass
     else:
+        # (Also where the Winograd engine gave a non-finite output: the direct sum
+        # decides which non-finite values the result has.)
         plan = _gemm_plan(plan_cache, algorithm is Algorithm.TRANSPOSED_PHASES, x.shape,
                           a["w"].shape, p.output_shape, p.stride, padding, p.dilation,
                           p.groups, b_source)
@@ -128,6 +137,20 @@ def _convolution(op: str, input, weight, bias=None, plan_cache=None, b_source=No
     if a["out"] is not None:
         return kwargs["out"]
     return out if p.batched else out[0]
+
+
+def _winograd_conv(p: ConvParams, x, w, bias, out, padding, plan_cache) -> bool:
+    """Run the F(2x2, 3x3) engine; False if an output is non-finite (the caller then
+    recomputes the layer with the implicit GEMM). A layer object transforms its weights
+    once (kept in its plan cache with the array they came from)."""
+    cached = plan_cache.get("winograd") if plan_cache is not None else None
+    if cached is not None and cached[0] is w:
+        U = cached[1]
+    else:
+        U = _winograd.pack_weights(w, p.n_threads)
+        if plan_cache is not None:
+            plan_cache["winograd"] = (w, U)
+    return _winograd.run(x, U, bias, out, padding, p.n_threads)
 
 
 def _transposed_col2im(p: ConvParams, x, w, bias, out, plan_cache, b_source):

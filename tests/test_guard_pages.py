@@ -21,9 +21,14 @@ if not sys.platform.startswith("linux"):
     pytest.skip("mprotect guard pages: Linux only", allow_module_level=True)
 
 SCRIPT = textwrap.dedent('''
-    import ctypes, mmap
+    import ctypes, functools, mmap, types
     import numpy as np
     import cconv
+    from cconv import _functional
+    from cconv._dispatch import Algorithm
+
+    winograd = types.SimpleNamespace(conv2d=functools.partial(
+        _functional._convolution, "conv2d", algorithm=Algorithm.WINOGRAD))
 
     libc = ctypes.CDLL(None, use_errno=True)
     PAGE = mmap.PAGESIZE
@@ -73,6 +78,13 @@ SCRIPT = textwrap.dedent('''
                     both_ends(lambda x, o: cconv.conv_transpose2d(x, w, stride=s, padding=p,
                                                                   out=o, n_threads=t),
                               (1, 4, 5, W), dt, rng)
+                # The Winograd engine (forced: at these sizes it would not be chosen),
+                # odd and even output widths and heights, padding 0 and 1.
+                ww = rng.standard_normal((9, 5, 3, 3)).astype(dt)
+                for p in (0, 1):
+                    both_ends(lambda x, o: winograd.conv2d(x, ww, padding=p, out=o,
+                                                           n_threads=t),
+                              (1, 5, 5 + W % 2, W), dt, rng)
                 wd = rng.standard_normal((4, 1, 3, 3)).astype(dt)
                 wp = rng.standard_normal((6, 4)).astype(dt)
                 both_ends(lambda x, o: cconv.separable_conv2d(x, wd, wp, padding=1, out=o,

@@ -1,0 +1,413 @@
+# cython: language_level=3
+"""Winograd F(2x2, 3x3) engine: ungrouped 3x3 convs at stride 1, dilation 1.
+
+Design note
+-----------
+A 3x3 conv computes 9 multiply-adds per output and input channel. Winograd's minimal
+filtering algorithm F(2x2, 3x3) computes a 2x2 block of outputs from a 4x4 input patch
+``d`` as ``Y = A^T [(G g G^T) (.) (B^T d B)] A`` with 16 multiplies instead of 36, so
+summed over input channels a layer becomes 16 independent matrix products (one per
+transform position ``p`` of the 4x4 tile) with 2.25x fewer multiply-adds than the
+direct conv (Lavin and Gray, "Fast Algorithms for Convolutional Neural Networks",
+2016; the transforms use the points 0, 1, -1, so every coefficient is 0, +-1 or +-1/2).
+
+* Layout: NCHW in and out. Tiles are 2x2 output blocks in row-major order over the
+  image (``ceil(H_out / 2) x ceil(W_out / 2)``), numbered flat, so a block of tiles
+  spans tile rows and a 14x14 map is one block of 49 tiles. Transformed weights ``U``
+  are packed ``[p][block of MR channels][C_in][MR]`` (the GEMM engine's packed-A
+  layout, rows past C_out zero), once per call, or once per layer object.
+* Work item: (image, block of up to NT tiles, chunk of output channels). An item
+  transforms its tiles' input patches for every input channel into ``V[p][C_in][NT]``
+  (tiles in the columns), then, per group of MG m-blocks, runs the 16 products
+  ``M[p] = U[p] V[p]`` with the packed 8 x 32 micro-kernel (K = all of C_in in one
+  pass) and transforms each 2x2 output block back, adding the bias. A group's ``M`` is
+  16 x MG x 8 channels x NT tiles (128 KB for float32), so it stays in L2 while ``V[p]``
+  is reused by its MG m-blocks.
+* Padding strategy: an input patch row is copied into a small zero-filled buffer
+  (rows and columns outside the input read zeros), then transformed; no padded copy of
+  the input is made.
+* Parallel axis: the flat list of items, statically scheduled; channels are split
+  into chunks only when there are too few (image, block) items to keep the threads
+  busy (the chunks of a block each transform its input again, a few percent).
+* Determinism: every output is computed in one item by the same sequence of
+  operations (the micro-kernel's k order is the input channel order), whatever the
+  thread count or the chunking.
+* Accuracy: the transforms add and subtract a handful of values before and after the
+  products, so rounding errors are a few times those of a direct sum (measured in
+  tests/README). Non-finite values do not follow the direct conv (Inf - Inf is NaN
+  where the direct sum gives Inf), so ``run`` reports whether any output is
+  non-finite and the caller then recomputes the layer directly.
+"""
+
+import numpy as np
+from cython cimport floating
+from cython.parallel cimport prange, parallel
+
+from cconv._common cimport scratch_alloc, free, memset, effective_threads, cconv_prefetch_l2
+from cconv._microkernel cimport MR, microkernel_packed
+
+
+cdef enum:
+    NT = 64   # tiles per work item at most (two micro-kernel tiles of 32 columns)
+    NRW = 32  # columns of one micro-kernel tile (NR_F32 = NR_F64 = 32)
+    MG = 4    # m-blocks per group sharing one pass over V (M buffer 16 x MG x 8 x NT)
+
+
+cdef void transform_input(const floating* x_img, Py_ssize_t C_in, Py_ssize_t H,
+                          Py_ssize_t W, Py_ssize_t pt, Py_ssize_t pl, Py_ssize_t tiles_x,
+                          Py_ssize_t t0, Py_ssize_t nt, floating* V,
+                          floating* rows) noexcept nogil:
+    """V[p][ci][j] = (B^T d B)[p] for the patch d of tile t0 + j, j < nt (zero for the
+    columns nt .. NT). ``rows`` is scratch for 4 patch rows of 2 * NT + 2 values."""
+    cdef Py_ssize_t ci, j, seg_end, ty, tx0, n, r, iy, ix0, L, c, lo, hi, base
+    cdef Py_ssize_t span = 2 * NT + 2
+    cdef const floating* xr
+    cdef floating* e0 = rows
+    cdef floating* e1 = rows + span
+    cdef floating* e2 = rows + 2 * span
+    cdef floating* e3 = rows + 3 * span
+    cdef floating* vj
+    cdef floating a, b, cc, d
+    cdef Py_ssize_t plane = H * W, ldv = C_in * NT
+    for ci in range(C_in):
+        if nt < NT:
+            for r in range(16):
+                memset(V + r * ldv + ci * NT + nt, 0, (NT - nt) * sizeof(floating))
+        j = 0
+        while j < nt:
+            ty = (t0 + j) // tiles_x
+            tx0 = (t0 + j) % tiles_x
+            n = tiles_x - tx0
+            if n > nt - j:
+                n = nt - j
+            iy = 2 * ty - pt
+            ix0 = 2 * tx0 - pl
+            L = 2 * n + 2
+            # Columns [lo, hi) of the patch rows lie inside the input.
+            lo = -ix0 if ix0 < 0 else 0
+            hi = W - ix0 if W - ix0 < L else L
+            if hi < lo:
+                hi = lo
+            for r in range(4):
+                vj = rows + r * span
+                if iy + r < 0 or iy + r >= H:
+                    for c in range(L):
+                        vj[c] = 0
+                    continue
+                xr = x_img + ci * plane + (iy + r) * W + ix0
+                if ci + 1 < C_in:
+                    # The next channel's row: from memory on large maps, where a
+                    # load that waits for it was 30% of this function's time.
+                    c = lo
+                    while c < hi:
+                        cconv_prefetch_l2(xr + plane + c)
+                        c += 16
+                    cconv_prefetch_l2(xr + plane + hi - 1)
+                for c in range(lo):
+                    vj[c] = 0
+                for c in range(lo, hi):
+                    vj[c] = xr[c]
+                for c in range(hi, L):
+                    vj[c] = 0
+            # B^T over the rows, in place: (d0 - d2, d1 + d2, d2 - d1, d1 - d3).
+            for c in range(L):
+                a = e0[c]
+                b = e1[c]
+                cc = e2[c]
+                d = e3[c]
+                e0[c] = a - cc
+                e1[c] = b + cc
+                e2[c] = cc - b
+                e3[c] = b - d
+            # B over the columns of each tile: (c0 - c2, c1 + c2, c2 - c1, c1 - c3).
+            for r in range(4):
+                vj = rows + r * span
+                base = (4 * r) * ldv + ci * NT + j
+                for c in range(n):
+                    V[base + c] = vj[2 * c] - vj[2 * c + 2]
+                for c in range(n):
+                    V[base + ldv + c] = vj[2 * c + 1] + vj[2 * c + 2]
+                for c in range(n):
+                    V[base + 2 * ldv + c] = vj[2 * c + 2] - vj[2 * c + 1]
+                for c in range(n):
+                    V[base + 3 * ldv + c] = vj[2 * c + 1] - vj[2 * c + 3]
+            j += n
+
+
+cdef bint transform_output(const floating* Mg, Py_ssize_t rows, floating* out_c,
+                          Py_ssize_t H_out, Py_ssize_t W_out, Py_ssize_t tiles_x,
+                          Py_ssize_t t0, Py_ssize_t nt, const floating* bias_c,
+                          floating* ybuf) noexcept nogil:
+    """Y = A^T M A (+ bias) for ``rows`` channels of one m-block: M[p] of channel i,
+    tile j at Mg[p * stride_p + (j // 32) * MR * 32 + i * 32 + j % 32]. Returns 1 if any
+    output is non-finite."""
+    cdef Py_ssize_t stride_p = (NT // NRW) * MR * NRW
+    cdef Py_ssize_t i, j, q, c, jt, ty, tx0, n, oy, ox
+    cdef const floating* m
+    cdef floating* y00 = ybuf
+    cdef floating* y01 = ybuf + NT
+    cdef floating* y10 = ybuf + 2 * NT
+    cdef floating* y11 = ybuf + 3 * NT
+    cdef floating s00, s01, s02, s03, s10, s11, s12, s13, bv
+    cdef floating fin[NRW]   # per lane: sum of (y - y) over the outputs, 0 if all finite
+    cdef floating* orow
+    cdef Py_ssize_t plane = H_out * W_out
+    cdef bint nonfinite = False
+    for i in range(rows):
+        bv = bias_c[i] if bias_c != NULL else 0
+        for c in range(NRW):
+            fin[c] = 0
+        for jt in range((nt + NRW - 1) // NRW):
+            m = Mg + jt * MR * NRW + i * NRW
+            for c in range(NRW):
+                # A^T over the rows: (m0 + m1 + m2, m1 - m2 - m3) per column q.
+                s00 = m[c] + m[4 * stride_p + c] + m[8 * stride_p + c]
+                s10 = m[4 * stride_p + c] - m[8 * stride_p + c] - m[12 * stride_p + c]
+                s01 = m[stride_p + c] + m[5 * stride_p + c] + m[9 * stride_p + c]
+                s11 = m[5 * stride_p + c] - m[9 * stride_p + c] - m[13 * stride_p + c]
+                s02 = m[2 * stride_p + c] + m[6 * stride_p + c] + m[10 * stride_p + c]
+                s12 = m[6 * stride_p + c] - m[10 * stride_p + c] - m[14 * stride_p + c]
+                s03 = m[3 * stride_p + c] + m[7 * stride_p + c] + m[11 * stride_p + c]
+                s13 = m[7 * stride_p + c] - m[11 * stride_p + c] - m[15 * stride_p + c]
+                y00[jt * NRW + c] = bv + (s00 + s01 + s02)
+                y01[jt * NRW + c] = bv + (s01 - s02 - s03)
+                y10[jt * NRW + c] = bv + (s10 + s11 + s12)
+                y11[jt * NRW + c] = bv + (s11 - s12 - s13)
+                # x - x is 0 for finite x and NaN for Inf and NaN. Columns past nt
+                # see only zero input columns: finite unless an output of the same
+                # channel is not (the weights or the bias are then non-finite).
+                fin[c] += ((y00[jt * NRW + c] - y00[jt * NRW + c])
+                           + (y01[jt * NRW + c] - y01[jt * NRW + c])
+                           + (y10[jt * NRW + c] - y10[jt * NRW + c])
+                           + (y11[jt * NRW + c] - y11[jt * NRW + c]))
+        for c in range(NRW):
+            nonfinite |= fin[c] != fin[c]
+        j = 0
+        while j < nt:
+            ty = (t0 + j) // tiles_x
+            tx0 = (t0 + j) % tiles_x
+            n = tiles_x - tx0
+            if n > nt - j:
+                n = nt - j
+            oy = 2 * ty
+            ox = 2 * tx0
+            orow = out_c + i * plane + oy * W_out + ox
+            # Whole tiles: the last tile of a row of odd width has one column.
+            q = n if ox + 2 * n <= W_out else n - 1
+            for c in range(q):
+                orow[2 * c] = y00[j + c]
+                orow[2 * c + 1] = y01[j + c]
+            if q < n:
+                orow[2 * q] = y00[j + q]
+            if oy + 1 < H_out:
+                orow = orow + W_out
+                for c in range(q):
+                    orow[2 * c] = y10[j + c]
+                    orow[2 * c + 1] = y11[j + c]
+                if q < n:
+                    orow[2 * q] = y10[j + q]
+            j += n
+    return nonfinite
+
+
+cdef bint run_item(const floating* x_img, const floating* U, const floating* bias,
+                  floating* out_img, Py_ssize_t C_in, Py_ssize_t C_out, Py_ssize_t H,
+                  Py_ssize_t W, Py_ssize_t H_out, Py_ssize_t W_out, Py_ssize_t pt,
+                  Py_ssize_t pl, Py_ssize_t tiles_x, Py_ssize_t t0, Py_ssize_t nt,
+                  Py_ssize_t mb0, Py_ssize_t mb1, floating* V, floating* Mbuf,
+                  floating* rows) noexcept nogil:
+    cdef Py_ssize_t n_mb = (C_out + MR - 1) // MR
+    cdef Py_ssize_t ldv = C_in * NT
+    cdef Py_ssize_t stride_p = (NT // NRW) * MR * NRW
+    cdef Py_ssize_t n_jt = (nt + NRW - 1) // NRW
+    cdef Py_ssize_t g0, g1, p, mb, jt, m_rows
+    cdef floating* c
+    cdef bint nonfinite = False
+    transform_input(x_img, C_in, H, W, pt, pl, tiles_x, t0, nt, V, rows)
+    g0 = mb0
+    while g0 < mb1:
+        g1 = g0 + MG if g0 + MG < mb1 else mb1
+        for p in range(16):
+            for mb in range(g0, g1):
+                m_rows = C_out - mb * MR if C_out - mb * MR < MR else MR
+                for jt in range(n_jt):
+                    c = Mbuf + (mb - g0) * 16 * stride_p + p * stride_p + jt * MR * NRW
+                    memset(c, 0, MR * NRW * sizeof(floating))
+                    microkernel_packed(C_in, U + (p * n_mb + mb) * C_in * MR, m_rows,
+                                       V + p * ldv + jt * NRW, NT, c)
+        for mb in range(g0, g1):
+            m_rows = C_out - mb * MR if C_out - mb * MR < MR else MR
+            nonfinite |= transform_output(
+                Mbuf + (mb - g0) * 16 * stride_p, m_rows,
+                out_img + mb * MR * H_out * W_out, H_out, W_out, tiles_x, t0, nt,
+                (bias + mb * MR) if bias != NULL else NULL, rows)
+        g0 = g1
+    return nonfinite
+
+
+cdef Py_ssize_t run_all(const floating* x, const floating* U, const floating* bias, floating* out,
+                 Py_ssize_t N, Py_ssize_t C_in, Py_ssize_t C_out, Py_ssize_t H,
+                 Py_ssize_t W, Py_ssize_t H_out, Py_ssize_t W_out, Py_ssize_t pt,
+                 Py_ssize_t pl, Py_ssize_t n_blocks, Py_ssize_t mb_per_chunk,
+                 int n_threads) noexcept nogil:
+    """Every item; returns 1 if an output is non-finite, -1 if scratch memory failed."""
+    cdef Py_ssize_t tiles_x = (W_out + 1) // 2
+    cdef Py_ssize_t n_tiles = ((H_out + 1) // 2) * tiles_x
+    cdef Py_ssize_t n_mb = (C_out + MR - 1) // MR
+    cdef Py_ssize_t n_chunks = (n_mb + mb_per_chunk - 1) // mb_per_chunk
+    cdef Py_ssize_t n_items = N * n_blocks * n_chunks
+    cdef Py_ssize_t item, n, blk, chunk, t0, nt, mb0, mb1
+    cdef Py_ssize_t per_block = (n_tiles + n_blocks - 1) // n_blocks
+    cdef floating* V
+    cdef floating* Mbuf
+    cdef floating* rows
+    cdef bint failed = False, any_nonfinite = False
+    cdef bint* failed_out = &failed
+    cdef bint* nonfinite_out = &any_nonfinite
+    with parallel(num_threads=n_threads):
+        V = <floating*> scratch_alloc(16 * C_in * NT * sizeof(floating))
+        Mbuf = <floating*> scratch_alloc(MG * 16 * NT * MR * sizeof(floating))
+        rows = <floating*> scratch_alloc(4 * (2 * NT + 2) * sizeof(floating))
+        for item in prange(n_items, schedule="static"):
+            if V == NULL or Mbuf == NULL or rows == NULL:
+                failed_out[0] = True
+                continue
+            chunk = item % n_chunks
+            blk = (item // n_chunks) % n_blocks
+            n = item // (n_chunks * n_blocks)
+            t0 = blk * per_block
+            nt = n_tiles - t0 if n_tiles - t0 < per_block else per_block
+            if nt <= 0:
+                continue
+            mb0 = chunk * mb_per_chunk
+            mb1 = mb0 + mb_per_chunk if mb0 + mb_per_chunk < n_mb else n_mb
+            if run_item(x + n * C_in * H * W, U, bias, out + n * C_out * H_out * W_out,
+                        C_in, C_out, H, W, H_out, W_out, pt, pl, tiles_x, t0, nt, mb0,
+                        mb1, V, Mbuf, rows):
+                nonfinite_out[0] = True
+        free(V)
+        free(Mbuf)
+        free(rows)
+    if failed:
+        return -1
+    return 1 if any_nonfinite else 0
+
+
+cdef enum:
+    WCI = 16  # input channels per weight-transform step (a 16 x WCI x MR local block)
+
+
+cdef void transform_weight_block(const floating* w, Py_ssize_t C_out, Py_ssize_t C_in,
+                                 floating* U, Py_ssize_t mb) noexcept nogil:
+    """U[p][mb][ci][i] = (G g G^T)[p] of g = w[mb * MR + i, ci] (3x3), zero past C_out.
+    WCI channels at a time into a local block, then copied out as 16 runs of WCI * MR
+    values: storing each value straight into its p plane (16 planes a power of two
+    apart) thrashed L1 (2.9 ms for 256 x 256 channels)."""
+    cdef Py_ssize_t n_mb = (C_out + MR - 1) // MR
+    cdef Py_ssize_t ci0, nci, ci, i, co, p, r
+    cdef const floating* g
+    cdef floating t[4][3]
+    cdef floating blk[16 * WCI * MR]
+    cdef floating* u
+    cdef Py_ssize_t ldp = n_mb * C_in * MR
+    cdef floating half = 0.5
+    ci0 = 0
+    while ci0 < C_in:
+        nci = C_in - ci0 if C_in - ci0 < WCI else WCI
+        for i in range(MR):
+            co = mb * MR + i
+            for ci in range(nci):
+                u = blk + ci * MR + i   # value p at u[p * WCI * MR]
+                if co >= C_out:
+                    for p in range(16):
+                        u[p * WCI * MR] = 0
+                    continue
+                g = w + (co * C_in + ci0 + ci) * 9
+                # G g: rows (g0, (g0 + g1 + g2) / 2, (g0 - g1 + g2) / 2, g2), per column.
+                for r in range(3):
+                    t[0][r] = g[r]
+                    t[1][r] = half * (g[r] + g[3 + r] + g[6 + r])
+                    t[2][r] = half * (g[r] - g[3 + r] + g[6 + r])
+                    t[3][r] = g[6 + r]
+                # (G g) G^T: the same combination of the columns.
+                for r in range(4):
+                    u[(4 * r) * WCI * MR] = t[r][0]
+                    u[(4 * r + 1) * WCI * MR] = half * (t[r][0] + t[r][1] + t[r][2])
+                    u[(4 * r + 2) * WCI * MR] = half * (t[r][0] - t[r][1] + t[r][2])
+                    u[(4 * r + 3) * WCI * MR] = t[r][2]
+        for p in range(16):
+            for r in range(nci * MR):
+                U[p * ldp + (mb * C_in + ci0) * MR + r] = blk[p * WCI * MR + r]
+        ci0 += WCI
+
+
+# ---------------------------------------------------------------------------------
+# Python-facing entry points (arguments arrive validated by cconv._params).
+
+def pack_weights(const floating[:, :, :, ::1] w, int n_threads):
+    """The transformed, packed weights U of a (C_out, C_in, 3, 3) C-contiguous array."""
+    cdef Py_ssize_t C_out = w.shape[0], C_in = w.shape[1]
+    cdef Py_ssize_t n_mb = (C_out + MR - 1) // MR
+    dtype = np.float32 if floating is float else np.float64
+    U = np.empty(16 * n_mb * C_in * MR, dtype=dtype)
+    cdef floating[::1] Uv = U
+    cdef const floating* wp = &w[0, 0, 0, 0]
+    cdef floating* up = &Uv[0]
+    cdef Py_ssize_t mb
+    for mb in prange(n_mb, nogil=True, num_threads=n_threads, schedule="static"):
+        transform_weight_block(wp, C_out, C_in, up, mb)
+    return U
+
+
+def work_split(Py_ssize_t N, Py_ssize_t C_out, Py_ssize_t H_out, Py_ssize_t W_out,
+               int n_threads):
+    """(tile blocks per image, m-blocks per chunk): blocks of at most NT tiles, evened
+    out; channels split until every thread has about four items, as the GEMM engine
+    splits its work."""
+    cdef Py_ssize_t n_tiles = ((H_out + 1) // 2) * ((W_out + 1) // 2)
+    cdef Py_ssize_t n_blocks = max(1, (n_tiles + NT - 1) // NT)
+    cdef Py_ssize_t n_mb = (C_out + MR - 1) // MR
+    cdef Py_ssize_t per_chunk = n_mb, half
+    cdef Py_ssize_t target = 1 if n_threads <= 1 else 4 * n_threads
+    while N * n_blocks * ((n_mb + per_chunk - 1) // per_chunk) < target and per_chunk > 1:
+        per_chunk = (per_chunk + 1) // 2
+    # A static schedule: an item count the threads divide keeps them evenly loaded.
+    if n_threads > 1 and per_chunk > 1 and (N * n_blocks * ((n_mb + per_chunk - 1) // per_chunk)) % n_threads:
+        half = (per_chunk + 1) // 2
+        if (N * n_blocks * ((n_mb + half - 1) // half)) % n_threads == 0:
+            per_chunk = half
+    return n_blocks, per_chunk
+
+
+def run(x, U, bias, out, padding, int n_threads):
+    """Run the conv: x (N, C_in, H, W), U from pack_weights, out (N, C_out, H_out,
+    W_out), all C-contiguous of one dtype. Returns False if any output is non-finite
+    (the caller recomputes the layer directly), True otherwise."""
+    N, C_in, H, W = x.shape
+    _, C_out, H_out, W_out = out.shape
+    (pt, _), (pl, _) = padding
+    n_blocks, per_chunk = work_split(N, C_out, H_out, W_out, n_threads)
+    n_items = N * n_blocks * (((C_out + MR - 1) // MR + per_chunk - 1) // per_chunk)
+    macs = 4.0 * N * C_out * C_in * (H_out + 1) * (W_out + 1)
+    threads = effective_threads(n_threads, n_items, macs)
+    status = _run(x.reshape(-1), U, bias, out.reshape(-1), N, C_in, C_out, H, W, H_out,
+                  W_out, pt, pl, n_blocks, per_chunk, threads)
+    if status < 0:
+        raise MemoryError("cconv: could not allocate the Winograd kernel's scratch memory")
+    return status == 0
+
+
+def _run(const floating[::1] x, const floating[::1] U, bias, floating[::1] out,
+         Py_ssize_t N, Py_ssize_t C_in, Py_ssize_t C_out, Py_ssize_t H, Py_ssize_t W,
+         Py_ssize_t H_out, Py_ssize_t W_out, Py_ssize_t pt, Py_ssize_t pl,
+         Py_ssize_t n_blocks, Py_ssize_t per_chunk, int n_threads):
+    cdef const floating[::1] b
+    cdef const floating* bp = NULL
+    cdef Py_ssize_t status
+    if bias is not None:
+        b = bias
+        bp = &b[0]
+    with nogil:
+        status = run_all(&x[0], &U[0], bp, &out[0], N, C_in, C_out, H, W, H_out, W_out,
+                         pt, pl, n_blocks, per_chunk, n_threads)
+    return status

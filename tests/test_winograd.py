@@ -1,0 +1,164 @@
+"""The Winograd F(2x2, 3x3) engine: every case it can run, forced, against the reference.
+
+The engine is chosen by a cost model (``_dispatch.winograd_pays``) only for layers with
+tens of channels, so the shared case lists would seldom reach it; here it runs every
+3x3 stride-1 ungrouped case of them, and cases around its own blocks: tile blocks of up
+to 64 tiles (2x2 outputs each) in 32-column GEMM tiles, groups of 4 m-blocks of 8
+channels, weight-transform steps of 16 input channels, odd output sizes (a last tile
+of one row or column), padding that leaves whole tiles reading zeros.
+"""
+
+import numpy as np
+import pytest
+
+cconv = pytest.importorskip("cconv")
+
+import cases  # noqa: E402
+import reference  # noqa: E402
+from _checks import DTYPES, check_case, forced, rand, require_cconv  # noqa: E402
+from cconv._dispatch import Algorithm, select_algorithm, winograd_applies  # noqa: E402
+from cconv._params import normalize  # noqa: E402
+
+require_cconv()
+
+winograd = forced("conv2d", algorithm=Algorithm.WINOGRAD)
+gemm = forced("conv2d", algorithm=Algorithm.IMPLICIT_GEMM)
+
+
+def _applies(case):
+    kw = case.kwargs
+    return (case.shapes[1][2:] == (3, 3) and kw.get("stride", 1) in (1, (1, 1))
+            and kw.get("dilation", 1) in (1, (1, 1)) and kw.get("groups", 1) == 1)
+
+
+SHARED = [c for c in cases.conv2d_awkward() + cases.conv2d_product_grid() if _applies(c)]
+
+c = cases.conv2d_case
+OWN = [
+    # Output sizes: 1 .. 5 (a one-column / one-row last tile), primes, one long row.
+    *[c(1, 3, 5, (h, w), 3, padding=1, name=f"out{h}x{w}")
+      for h, w in [(1, 1), (1, 2), (2, 1), (2, 2), (3, 3), (5, 4), (4, 5), (7, 11), (1, 67)]],
+    # Tile counts around the GEMM's 32 columns and the 64-tile blocks: 31 .. 33, 63 .. 65,
+    # 127 .. 129 tiles (blocks spanning tile rows), and several blocks per image.
+    *[c(2, 4, 6, hw, 3, padding=1, name=f"tiles{hw[0]}x{hw[1]}")
+      for hw in [(2, 62), (2, 64), (2, 66), (18, 14), (16, 16), (10, 26), (2, 254),
+                 (2, 256), (2, 258), (31, 29)]],
+    # Channels: m-blocks of 8 (7 .. 9, 17), groups of 4 m-blocks (31 .. 33, 40),
+    # weight-transform steps of 16 input channels (15 .. 17, 33), a single channel.
+    *[c(1, 1 + ci % 5, co, (6, 7), 3, padding=1, name=f"c_out{co}")
+      for ci, co in enumerate([1, 7, 8, 9, 17, 31, 32, 33, 40])],
+    *[c(1, ci, 5, (6, 7), 3, padding=1, name=f"c_in{ci}") for ci in [1, 15, 16, 17, 33]],
+    # Padding: none, asymmetric, 2 and 4 (whole tiles reading only zeros), 'same'.
+    c(1, 3, 4, (9, 8), 3, padding=0, name="pad0"),
+    c(1, 3, 4, (9, 8), 3, padding=((0, 2), (1, 0)), name="pad-asym"),
+    c(1, 3, 4, (9, 8), 3, padding=((2, 1), (1, 3)), name="pad-asym2"),
+    c(1, 3, 4, (5, 6), 3, padding=2, name="pad2"),
+    c(1, 3, 4, (3, 3), 3, padding=4, name="pad4-all-padding-tiles"),
+    c(1, 3, 4, (1, 1), 3, padding=1, name="1x1-input-pad1"),
+    c(1, 3, 4, (3, 3), 3, name="kernel-equals-input"),
+    c(1, 3, 4, (8, 9), 3, padding="same", padding_mode="reflect", name="same-reflect"),
+    c(1, 3, 4, (8, 9), 3, padding=2, padding_mode="circular", name="circular2"),
+    c(3, 5, 7, (6, 5), 3, padding=1, bias=False, name="batch3-no-bias"),
+    # Channel counts the cost model picks the engine for (with item chunking).
+    c(1, 32, 40, (28, 28), 3, padding=1, name="c32-c40-28x28"),
+    c(2, 64, 24, (9, 15), 3, padding=1, name="c64-c24-9x15"),
+]
+
+
+@pytest.mark.parametrize("case", SHARED + OWN, ids=str)
+@pytest.mark.parametrize("dtype", DTYPES, ids=lambda d: np.dtype(d).name)
+def test_winograd_matches_reference(case, dtype):
+    check_case(winograd, case, dtype)
+
+
+@pytest.mark.parametrize("dtype", DTYPES, ids=lambda d: np.dtype(d).name)
+def test_winograd_bits_do_not_depend_on_the_thread_count(dtype):
+    rng = np.random.default_rng(3)
+    # 3 images x 2 blocks x channel chunks: the split changes with the thread count.
+    x = rand(rng, (3, 24, 17, 20), dtype)
+    w = rand(rng, (70, 24, 3, 3), dtype)
+    b = rand(rng, (70,), dtype)
+    outs = [winograd.conv2d(x, w, b, padding=1, n_threads=t) for t in (1, 2, 3)]
+    for o in outs[1:]:
+        np.testing.assert_array_equal(outs[0], o)
+
+
+@pytest.mark.parametrize("dtype", DTYPES, ids=lambda d: np.dtype(d).name)
+@pytest.mark.parametrize("where", ["input-inf", "input-nan", "weight-inf", "bias-inf",
+                                   "overflow"])
+def test_non_finite_values_follow_the_direct_sum(where, dtype):
+    """Inf - Inf is NaN inside the transforms where the direct sum gives Inf: with any
+    non-finite output the layer is recomputed directly, so the result is the direct
+    conv's (the check demands the reference's NaN and Inf positions and signs)."""
+    rng = np.random.default_rng(4)
+    x = rand(rng, (1, 20, 10, 12), dtype)
+    w = rand(rng, (24, 20, 3, 3), dtype)
+    b = rand(rng, (24,), dtype)
+    if where == "input-inf":
+        x[0, 3, 4, 5] = np.inf
+    elif where == "input-nan":
+        x[0, 7, 0, 11] = np.nan
+    elif where == "weight-inf":
+        w[5, 2, 1, 1] = -np.inf
+    elif where == "bias-inf":
+        b[3] = np.inf
+    else:
+        # d0 - d2 overflows in the input transform; the direct sums (small weights) do not.
+        big = np.finfo(dtype).max * 0.75
+        x[0, :, 4, 5], x[0, :, 6, 5] = big, -big
+        w *= dtype(1e-3)
+    out = winograd.conv2d(x, w, b, padding=1)
+    np.testing.assert_array_equal(out, gemm.conv2d(x, w, b, padding=1))
+    case = cases.conv2d_case(1, 20, 24, (10, 12), 3, padding=1)
+    from _checks import check_against
+    check_against(reference.conv2d, out, [x, w, b], case.kwargs, dtype, context=where)
+
+
+def test_the_cost_model_chooses_winograd_on_real_layers_only():
+    def algo(n, ci, co, hw, **kw):
+        p, _ = normalize("conv2d", np.ones((n, ci, hw, hw), np.float32),
+                         np.ones((co, ci, 3, 3), np.float32), None, padding=1, **kw)
+        return select_algorithm(p)
+    W, G = Algorithm.WINOGRAD, Algorithm.IMPLICIT_GEMM
+    table = {
+        "ResNet-50 layer 1 3x3": ((1, 64, 64, 56), {}, W),
+        "ResNet-50 layer 3 3x3": ((1, 256, 256, 14), {}, W),
+        "ResNet-50 layer 4 3x3 (16 tiles of 32 columns)": ((1, 512, 512, 7), {}, G),
+        "VGG-16 conv1_1 (3 input channels)": ((1, 3, 64, 224), {}, G),
+        "VGG-16 conv1_2": ((1, 64, 64, 224), {}, W),
+        "batch 8": ((8, 64, 64, 56), {}, W),
+        "few channels": ((1, 8, 8, 9), {}, G),
+        "stride 2": ((1, 64, 64, 56), {"stride": 2}, G),
+        "dilation 2": ((1, 64, 64, 56), {"dilation": 2}, G),
+        "grouped": ((1, 64, 64, 56), {"groups": 2}, G),
+    }
+    for name, (args, kw, expected) in table.items():
+        if kw.get("groups"):
+            n, ci, co, hw = args
+            p, _ = normalize("conv2d", np.ones((n, ci, hw, hw), np.float32),
+                             np.ones((co, ci // 2, 3, 3), np.float32), None, padding=1, **kw)
+            got = select_algorithm(p)
+        else:
+            got = algo(*args, **kw)
+        assert got is expected, name
+
+
+def test_forcing_winograd_where_it_cannot_run_is_an_error():
+    x = np.ones((1, 4, 6, 6), np.float32)
+    with pytest.raises(ValueError, match="Winograd"):
+        winograd.conv2d(x, np.ones((4, 4, 3, 3), np.float32), stride=2)
+    p, _ = normalize("conv2d", x, np.ones((4, 4, 5, 5), np.float32), None)
+    assert not winograd_applies(p)
+
+
+def test_a_layer_object_transforms_its_weights_once():
+    rng = np.random.default_rng(5)
+    x = rand(rng, (1, 64, 28, 28), np.float32)
+    w = rand(rng, (64, 64, 3, 3), np.float32)
+    layer = cconv.Conv2d(w, padding=1)
+    first = layer(x)
+    kept = layer._plans["winograd"][1]
+    again = layer(x)
+    assert layer._plans["winograd"][1] is kept
+    np.testing.assert_array_equal(first, again)
+    np.testing.assert_array_equal(first, cconv.conv2d(x, w, padding=1))
