@@ -127,12 +127,18 @@ class ThreadControl:
         self._limit = None
 
     def set(self, n: int) -> None:
-        if self.torch is not None:
-            self.torch.set_num_threads(n)
+        # threadpoolctl first: restoring its earlier limit also reset torch's intra-op
+        # thread count (torch.get_num_threads() read 1 after set(1), set(2)), and until
+        # stop 9 every "2-thread" torch row of this benchmark ran on one thread.
         if self._tpc is not None:
             if self._limit is not None:
                 self._limit.restore_original_limits()
             self._limit = self._tpc.threadpool_limits(limits=n, user_api="blas")
+        if self.torch is not None:
+            self.torch.set_num_threads(n)
+            got = self.torch.get_num_threads()
+            if got != n:
+                raise RuntimeError(f"torch runs {got} threads after set_num_threads({n})")
 
     def restore(self) -> None:
         if self._limit is not None:

@@ -486,3 +486,29 @@ def test_cconv_passes_the_harness_check_on_tiny_cases(op):
                          bench.Progress(enabled=False), "")
     assert row["status"] == "ok", row["messages"]
     assert "ratio_best" in row
+
+
+def test_thread_control_leaves_torch_at_the_requested_count():
+    """torch must really run n threads in the n-thread rows. Restoring threadpoolctl's
+    earlier limit after torch.set_num_threads reset torch to one thread: every 2-thread
+    torch row ran single-threaded until this was caught (stop 9)."""
+    if torch is None:
+        pytest.skip("torch not installed")
+    control = bench.ThreadControl(torch)
+    try:
+        for n in (1, 2, 1, 2, 3):
+            control.set(n)
+            assert torch.get_num_threads() == n
+    finally:
+        control.restore()
+
+
+def test_thread_control_refuses_a_thread_count_torch_did_not_take():
+    stuck = types.SimpleNamespace(set_num_threads=lambda n: None, get_num_threads=lambda: 1)
+    control = bench.ThreadControl(stuck)
+    try:
+        control.set(1)
+        with pytest.raises(RuntimeError, match="torch runs 1 threads"):
+            control.set(2)
+    finally:
+        control.restore()
