@@ -304,37 +304,39 @@ cdef void transform_weight_block(const floating* w, Py_ssize_t C_out, Py_ssize_t
     values: storing each value straight into its p plane (16 planes a power of two
     apart) thrashed L1 (2.9 ms for 256 x 256 channels)."""
     cdef Py_ssize_t n_mb = (C_out + MR - 1) // MR
-    cdef Py_ssize_t ci0, nci, ci, i, co, p, r
-    cdef const floating* g
-    cdef floating t[4][3]
+    cdef Py_ssize_t ci0, nci, ci, i, p, r
+    cdef Py_ssize_t rows = C_out - mb * MR if C_out - mb * MR < MR else MR
+    cdef floating g[9][MR]     # the 3x3 weights of the block's MR channels, lanes = i
+    cdef floating t[4][3][MR]
     cdef floating blk[16 * WCI * MR]
     cdef floating* u
     cdef Py_ssize_t ldp = n_mb * C_in * MR
     cdef floating half = 0.5
+    for r in range(9):
+        for i in range(MR):
+            g[r][i] = 0            # rows past C_out stay zero
     ci0 = 0
     while ci0 < C_in:
         nci = C_in - ci0 if C_in - ci0 < WCI else WCI
-        for i in range(MR):
-            co = mb * MR + i
-            for ci in range(nci):
-                u = blk + ci * MR + i   # value p at u[p * WCI * MR]
-                if co >= C_out:
-                    for p in range(16):
-                        u[p * WCI * MR] = 0
-                    continue
-                g = w + (co * C_in + ci0 + ci) * 9
-                # G g: rows (g0, (g0 + g1 + g2) / 2, (g0 - g1 + g2) / 2, g2), per column.
-                for r in range(3):
-                    t[0][r] = g[r]
-                    t[1][r] = half * (g[r] + g[3 + r] + g[6 + r])
-                    t[2][r] = half * (g[r] - g[3 + r] + g[6 + r])
-                    t[3][r] = g[6 + r]
-                # (G g) G^T: the same combination of the columns.
-                for r in range(4):
-                    u[(4 * r) * WCI * MR] = t[r][0]
-                    u[(4 * r + 1) * WCI * MR] = half * (t[r][0] + t[r][1] + t[r][2])
-                    u[(4 * r + 2) * WCI * MR] = half * (t[r][0] - t[r][1] + t[r][2])
-                    u[(4 * r + 3) * WCI * MR] = t[r][2]
+        for ci in range(nci):
+            for i in range(rows):
+                for r in range(9):
+                    g[r][i] = w[((mb * MR + i) * C_in + ci0 + ci) * 9 + r]
+            # The arithmetic over the MR lanes (one vector): G g, rows (g0, (g0 + g1 +
+            # g2) / 2, (g0 - g1 + g2) / 2, g2) per column, then the same over the columns.
+            u = blk + ci * MR   # value p of lane i at u[p * WCI * MR + i]
+            for r in range(3):
+                for i in range(MR):
+                    t[0][r][i] = g[r][i]
+                    t[1][r][i] = half * (g[r][i] + g[3 + r][i] + g[6 + r][i])
+                    t[2][r][i] = half * (g[r][i] - g[3 + r][i] + g[6 + r][i])
+                    t[3][r][i] = g[6 + r][i]
+            for r in range(4):
+                for i in range(MR):
+                    u[(4 * r) * WCI * MR + i] = t[r][0][i]
+                    u[(4 * r + 1) * WCI * MR + i] = half * (t[r][0][i] + t[r][1][i] + t[r][2][i])
+                    u[(4 * r + 2) * WCI * MR + i] = half * (t[r][0][i] - t[r][1][i] + t[r][2][i])
+                    u[(4 * r + 3) * WCI * MR + i] = t[r][2][i]
         for p in range(16):
             for r in range(nci * MR):
                 U[p * ldp + (mb * C_in + ci0) * MR + r] = blk[p * WCI * MR + r]
@@ -362,13 +364,14 @@ def pack_weights(const floating[:, :, :, ::1] w, int n_threads):
 def work_split(Py_ssize_t N, Py_ssize_t C_out, Py_ssize_t H_out, Py_ssize_t W_out,
                int n_threads):
     """(tile blocks per image, m-blocks per chunk): blocks of at most NT tiles, evened
-    out; channels split until every thread has about four items, as the GEMM engine
-    splits its work."""
+    out; channels split until every thread has an item (items are of one size, and
+    every chunk of a block transforms its input again: 8 chunks of a 14x14 256-channel
+    layer at 2 threads were slower than one thread), in a count the threads divide."""
     cdef Py_ssize_t n_tiles = ((H_out + 1) // 2) * ((W_out + 1) // 2)
     cdef Py_ssize_t n_blocks = max(1, (n_tiles + NT - 1) // NT)
     cdef Py_ssize_t n_mb = (C_out + MR - 1) // MR
     cdef Py_ssize_t per_chunk = n_mb, half
-    cdef Py_ssize_t target = 1 if n_threads <= 1 else 4 * n_threads
+    cdef Py_ssize_t target = n_threads
     while N * n_blocks * ((n_mb + per_chunk - 1) // per_chunk) < target and per_chunk > 1:
         per_chunk = (per_chunk + 1) // 2
     # A static schedule: an item count the threads divide keeps them evenly loaded.
