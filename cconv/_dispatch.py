@@ -9,6 +9,7 @@ from __future__ import annotations
 import enum
 
 from cconv._params import ConvParams
+from cconv.shapes import dilation_phases
 
 
 class Algorithm(enum.Enum):
@@ -31,22 +32,44 @@ FUSED_SEPARABLE_MIN_BYTES = 256 * 2**20
 COL2IM_MAX_PIXELS = 64
 
 
-# The Winograd engine's costs in multiply-add equivalents of its GEMM (measured here,
-# float32, 1 thread, against its 16 products at the micro-kernel's speed): the input and
-# output transforms about this much per tile, transform position and channel (in or
-# out), and the weight transform about this much per transformed weight (memory-bound:
-# 16 values written per 9 read).
-WINOGRAD_TRANSFORM_COST = 11
-WINOGRAD_WEIGHT_COST = 24
+# The Winograd engine's costs in multiply-add equivalents of its GEMM, fitted to runs
+# here (float32, 1 thread; the transforms of 64 -> 64 and 32 -> 32 layers at 14x14 to
+# 224x224 within 10%): the input and output transforms about WINOGRAD_TILE_COST per
+# tile, transform position and channel (in plus out), and WINOGRAD_ROW_COST more per
+# row of tiles (the loops over one tile row's columns are short on small maps: 7 tiles
+# at 14x14); the weight transform about WINOGRAD_WEIGHT_COST per transformed weight
+# (memory-bound: 16 values written per 9 read).
+WINOGRAD_TILE_COST = 14
+WINOGRAD_ROW_COST = 184
+WINOGRAD_WEIGHT_COST = 22
 WINOGRAD_TILE_COLUMNS = 32    # the GEMM computes whole 32-column tiles of 2x2 blocks
 WINOGRAD_BLOCK_TILES = 64     # tiles per work item at most (_winograd.NT)
+# Input channels at most: an item transforms all of them into 16 x C_in x 64 values
+# (1 MB of float32 at 256) and streams all the transformed weights. Measured against the
+# implicit GEMM at 14x14: 256 channels 1.15x faster; 384 and 512 from 10% slower to 10%
+# faster from run to run; ASPP's 2048 (8 MB per thread, the weights streamed from
+# memory) 1.5x slower, 124 against 83 ms, though with 1.46x fewer multiply-adds.
+WINOGRAD_MAX_C_IN = 256
 
 
 def winograd_applies(p: ConvParams) -> bool:
-    """Whether the F(2x2, 3x3) engine can run ``p``: an ungrouped 3x3 conv2d at stride 1
-    and dilation 1 (any zero padding; other padding modes are padded beforehand)."""
+    """Whether the F(2x2, 3x3) engine can run ``p``: an ungrouped 3x3 conv2d at stride 1,
+    any dilation (as dilation_h x dilation_w undilated convs of strided views), any
+    zero padding (other padding modes are padded beforehand)."""
     return (p.op == "conv2d" and p.kernel == (3, 3) and p.stride == (1, 1)
-            and p.dilation == (1, 1) and p.groups == 1)
+            and p.groups == 1)
+
+
+def winograd_tiles(p: ConvParams) -> tuple:
+    """``(tiles, tile rows)`` of one image: the 2x2 output tiles of every pair of
+    dilation phases, and their rows (``_winograd.phase_table`` lays them out so)."""
+    _, _, H, W = p.input_shape
+    _, _, H_out, W_out = p.output_shape
+    (pt, _), (pl, _) = p.padding
+    rows = sum((r[1] + 1) // 2 for r in dilation_phases(H, H_out, pt, p.dilation[0]))
+    col_phases = dilation_phases(W, W_out, pl, p.dilation[1])
+    cols = sum((c[1] + 1) // 2 for c in col_phases)
+    return rows * cols, rows * len(col_phases)
 
 
 def winograd_pays(p: ConvParams) -> bool:
@@ -55,20 +78,41 @@ def winograd_pays(p: ConvParams) -> bool:
     the transforms cost most where channels are few (the 3-channel input of a first
     layer) and the weight transform where maps are small (512 channels at 7x7: 16 MB of
     transformed weights for 16 tiles). The direct conv runs at about 95% of the GEMM's
-    speed (its B rows read in place, some padding taps computed)."""
-    if not winograd_applies(p):
+    speed (its B rows read in place, some padding taps computed). Many input channels
+    are left to the implicit GEMM (WINOGRAD_MAX_C_IN), and so are large dilations on
+    small maps (ASPP's 12 and 18 at 33x33) are left to the implicit GEMM, which skips
+    the taps that read only padding (half of them there) where the phases of a dilated
+    Winograd conv are a few tiles each."""
+    if not winograd_applies(p) or p.C_in > WINOGRAD_MAX_C_IN:
         return False
     N, C_out, H_out, W_out = p.output_shape
     C_in = p.C_in
-    tiles = ((H_out + 1) // 2) * ((W_out + 1) // 2)
+    tiles, tile_rows = winograd_tiles(p)
     blocks = -(-tiles // WINOGRAD_BLOCK_TILES)
     per_block = -(-tiles // blocks)
     columns = blocks * -(-per_block // WINOGRAD_TILE_COLUMNS) * WINOGRAD_TILE_COLUMNS
+    transforms = WINOGRAD_TILE_COST * tiles + WINOGRAD_ROW_COST * tile_rows
     winograd = (16 * N * columns * C_in * C_out
-                + 16 * N * tiles * WINOGRAD_TRANSFORM_COST * (C_in + C_out)
+                + 16 * N * transforms * (C_in + C_out)
                 + 16 * C_in * C_out * WINOGRAD_WEIGHT_COST)
-    direct = N * H_out * W_out * 9 * C_in * C_out / 0.95
+    direct = N * _real_taps(p) * C_in * C_out / 0.95
     return winograd < direct
+
+
+def _real_taps(p: ConvParams) -> int:
+    """(output, tap) pairs of one image whose tap reads the input, not the padding: the
+    work of the implicit GEMM where it skips padding taps (its best case)."""
+    _, _, H, W = p.input_shape
+    _, _, H_out, W_out = p.output_shape
+    (pt, _), (pl, _) = p.padding
+    dh, dw = p.dilation
+
+    def valid(size, out, before, d):
+        # outputs o with 0 <= o - before + k * d < size, summed over the 3 taps k
+        return sum(max(0, min(out, size + before - k * d) - max(0, before - k * d))
+                   for k in range(3))
+
+    return valid(H, H_out, pt, dh) * valid(W, W_out, pl, dw)
 
 
 def select_algorithm(p: ConvParams) -> Algorithm:

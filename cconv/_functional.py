@@ -150,7 +150,7 @@ def _winograd_conv(p: ConvParams, x, w, bias, out, padding, plan_cache) -> bool:
         U = _winograd.pack_weights(w, p.n_threads)
         if plan_cache is not None:
             plan_cache["winograd"] = (w, U)
-    return _winograd.run(x, U, bias, out, padding, p.n_threads)
+    return _winograd.run(x, U, bias, out, padding, p.dilation, p.n_threads)
 
 
 def _transposed_col2im(p: ConvParams, x, w, bias, out, plan_cache, b_source):

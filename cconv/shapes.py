@@ -37,6 +37,7 @@ __all__ = [
     "conv_transpose2d_output_hw",
     "padding_for_output_size",
     "output_padding_to_restore",
+    "dilation_phases",
 ]
 
 
@@ -150,3 +151,23 @@ def output_padding_to_restore(size: int, kernel: int, stride: int = 1,
     (Dumoulin & Visin's ``a``).
     """
     return (size + padding[0] + padding[1] - kernel_span(kernel, dilation)) % stride
+
+
+def dilation_phases(size: int, out_size: int, before: int, dilation: int):
+    """A dilated conv on one axis as ``dilation`` dense ones (polyphase decomposition).
+
+    Output phase ``r`` holds outputs ``r, r + d, r + 2d, ...``; output ``r + d * q`` reads
+    input ``r - before + d * (q + k)`` for tap ``k``, which lies on input phase ``s = (r -
+    before) mod d`` at index ``q + k - pad`` with ``pad = -floor((r - before) / d)``. So
+    phase ``r`` is an undilated conv of the input's phase ``s`` with ``pad`` cells of
+    padding before it. Returns ``(r, outputs, s, inputs, pad)`` per non-empty output
+    phase (``inputs`` may be 0: every tap reads padding).
+    """
+    phases = []
+    for r in range(min(dilation, max(out_size, 0))):
+        outputs = -(-(out_size - r) // dilation)
+        a = r - before
+        s, b = a % dilation, a // dilation
+        inputs = -(-(size - s) // dilation) if size > s else 0
+        phases.append((r, outputs, s, inputs, -b))
+    return phases

@@ -81,9 +81,9 @@ SCRIPT = textwrap.dedent('''
                 # The Winograd engine (forced: at these sizes it would not be chosen),
                 # odd and even output widths and heights, padding 0 and 1.
                 ww = rng.standard_normal((9, 5, 3, 3)).astype(dt)
-                for p in (0, 1):
-                    both_ends(lambda x, o: winograd.conv2d(x, ww, padding=p, out=o,
-                                                           n_threads=t),
+                for p, d in [(0, 1), (1, 1), (2, 2), (3, 3)]:
+                    both_ends(lambda x, o: winograd.conv2d(x, ww, padding=p, dilation=d,
+                                                           out=o, n_threads=t),
                               (1, 5, 5 + W % 2, W), dt, rng)
                 wd = rng.standard_normal((4, 1, 3, 3)).astype(dt)
                 wp = rng.standard_normal((6, 4)).astype(dt)

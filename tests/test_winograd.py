@@ -28,7 +28,7 @@ gemm = forced("conv2d", algorithm=Algorithm.IMPLICIT_GEMM)
 def _applies(case):
     kw = case.kwargs
     return (case.shapes[1][2:] == (3, 3) and kw.get("stride", 1) in (1, (1, 1))
-            and kw.get("dilation", 1) in (1, (1, 1)) and kw.get("groups", 1) == 1)
+            and kw.get("groups", 1) == 1)
 
 
 SHARED = [c for c in cases.conv2d_awkward() + cases.conv2d_product_grid() if _applies(c)]
@@ -59,6 +59,16 @@ OWN = [
     c(1, 3, 4, (8, 9), 3, padding="same", padding_mode="reflect", name="same-reflect"),
     c(1, 3, 4, (8, 9), 3, padding=2, padding_mode="circular", name="circular2"),
     c(3, 5, 7, (6, 5), 3, padding=1, bias=False, name="batch3-no-bias"),
+    # Dilation: as dilation_h x dilation_w phases (strided views of input and output),
+    # each an undilated conv with its own padding; tiles of several phases share a block.
+    c(1, 3, 4, (11, 13), 3, padding=2, dilation=2, name="d2"),
+    c(1, 3, 4, (11, 13), 3, padding=(1, 3), dilation=(2, 3), name="d2x3-pad1x3"),
+    c(1, 3, 4, (9, 10), 3, padding=3, dilation=3, name="d3"),
+    c(1, 3, 4, (7, 8), 3, padding=0, dilation=2, name="d2-pad0"),
+    c(1, 3, 4, (4, 3), 3, padding=5, dilation=2, name="d2-pad5-tiny"),
+    c(1, 3, 4, (5, 5), 3, padding=6, dilation=6, name="d6-all-phases-padding"),
+    c(2, 9, 17, (33, 33), 3, padding=6, dilation=6, name="d6-aspp-like"),
+    c(1, 5, 6, (3, 40), 3, padding=((1, 4), (12, 12)), dilation=(1, 12), name="d1x12-asym"),
     # Channel counts the cost model picks the engine for (with item chunking).
     c(1, 32, 40, (28, 28), 3, padding=1, name="c32-c40-28x28"),
     c(2, 64, 24, (9, 15), 3, padding=1, name="c64-c24-9x15"),
@@ -116,8 +126,9 @@ def test_non_finite_values_follow_the_direct_sum(where, dtype):
 
 def test_the_cost_model_chooses_winograd_on_real_layers_only():
     def algo(n, ci, co, hw, **kw):
+        kw.setdefault("padding", 1)
         p, _ = normalize("conv2d", np.ones((n, ci, hw, hw), np.float32),
-                         np.ones((co, ci, 3, 3), np.float32), None, padding=1, **kw)
+                         np.ones((co, ci, 3, 3), np.float32), None, **kw)
         return select_algorithm(p)
     W, G = Algorithm.WINOGRAD, Algorithm.IMPLICIT_GEMM
     table = {
@@ -129,7 +140,17 @@ def test_the_cost_model_chooses_winograd_on_real_layers_only():
         "batch 8": ((8, 64, 64, 56), {}, W),
         "few channels": ((1, 8, 8, 9), {}, G),
         "stride 2": ((1, 64, 64, 56), {"stride": 2}, G),
-        "dilation 2": ((1, 64, 64, 56), {"dilation": 2}, G),
+        "DRN dilation 2": ((1, 64, 64, 56), {"dilation": 2, "padding": 2}, W),
+        "ASPP dilation 6 (2048 input channels)": ((1, 2048, 256, 33),
+                                                  {"dilation": 6, "padding": 6}, G),
+        "256 channels at dilation 6 (phases of 3 x 3 tiles)":
+            ((1, 256, 256, 33), {"dilation": 6, "padding": 6}, G),
+        "128 channels at 28x28": ((1, 128, 128, 28), {}, W),
+        "512 input channels": ((1, 512, 512, 14), {}, G),
+        "64 channels at 14x14 (short tile rows)": ((1, 64, 64, 14), {}, G),
+        "ASPP dilation 12 (the GEMM skips the taps in the padding)":
+            ((1, 2048, 256, 33), {"dilation": 12, "padding": 12}, G),
+        "ASPP dilation 18": ((1, 2048, 256, 33), {"dilation": 18, "padding": 18}, G),
         "grouped": ((1, 64, 64, 56), {"groups": 2}, G),
     }
     for name, (args, kw, expected) in table.items():
@@ -153,7 +174,7 @@ def test_forcing_winograd_where_it_cannot_run_is_an_error():
 
 def test_a_layer_object_transforms_its_weights_once():
     rng = np.random.default_rng(5)
-    x = rand(rng, (1, 64, 28, 28), np.float32)
+    x = rand(rng, (1, 64, 56, 56), np.float32)
     w = rand(rng, (64, 64, 3, 3), np.float32)
     layer = cconv.Conv2d(w, padding=1)
     first = layer(x)
@@ -162,3 +183,26 @@ def test_a_layer_object_transforms_its_weights_once():
     assert layer._plans["winograd"][1] is kept
     np.testing.assert_array_equal(first, again)
     np.testing.assert_array_equal(first, cconv.conv2d(x, w, padding=1))
+
+
+@pytest.mark.parametrize("d", [1, 2, 3, 6, 12])
+def test_dilation_phases_cover_every_output_once_and_read_the_same_inputs(d):
+    from cconv.shapes import conv_output_size, dilation_phases
+    for size in [1, 2, 5, 13, 33]:
+        for before in [0, 1, d, 2 * d + 1]:
+            out = conv_output_size(size, 3, 1, (before, before), d)
+            if out < 1:
+                continue
+            seen = []
+            for r, outputs, s, inputs, pad in dilation_phases(size, out, before, d):
+                assert inputs == len(range(s, size, d))
+                for q in range(outputs):
+                    seen.append(r + d * q)
+                    for k in range(3):
+                        direct = r + d * q - before + d * k   # the dilated conv's input
+                        sub = q + k - pad                      # index in input phase s
+                        inside = 0 <= direct < size
+                        assert inside == (0 <= sub < inputs)
+                        if inside:
+                            assert direct == s + d * sub
+            assert sorted(seen) == list(range(out))
