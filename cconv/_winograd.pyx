@@ -461,15 +461,22 @@ def split_phases(const floating[::1] x, Py_ssize_t planes, Py_ssize_t plane_in,
 
 
 def work_split(Py_ssize_t N, Py_ssize_t C_out, Py_ssize_t n_tiles, int n_threads):
-    """(tile blocks per image, m-blocks per chunk): blocks of at most NT tiles, evened
-    out; channels split until every thread has an item (items are of one size, and
-    every chunk of a block transforms its input again: 8 chunks of a 14x14 256-channel
-    layer at 2 threads were slower than one thread), in a count the threads divide."""
+    """(tile blocks per image, m-blocks per chunk). Blocks of at most NT tiles, evened
+    out, and where the threads do not divide the (image, block) count, a block or two
+    more (smaller blocks, the same GEMM columns per block where the last one had a
+    partial tile; 13 blocks of 784 tiles at 2 threads ran 7 against 6). Channels are
+    split only until every thread has an item: every chunk of a block transforms its
+    input again (8 chunks of a 14x14 256-channel layer at 2 threads were slower than
+    one thread). Neither changes any result: each output's sums are the same."""
     cdef Py_ssize_t n_blocks = max(1, (n_tiles + NT - 1) // NT)
     cdef Py_ssize_t n_mb = (C_out + MR - 1) // MR
-    cdef Py_ssize_t per_chunk = n_mb, half
-    cdef Py_ssize_t target = n_threads
-    while N * n_blocks * ((n_mb + per_chunk - 1) // per_chunk) < target and per_chunk > 1:
+    cdef Py_ssize_t per_chunk = n_mb, half, extra
+    if n_threads > 1 and N * n_blocks >= n_threads and (N * n_blocks) % n_threads:
+        for extra in range(1, n_threads):
+            if (N * (n_blocks + extra)) % n_threads == 0 and n_blocks + extra <= n_tiles:
+                n_blocks += extra
+                break
+    while N * n_blocks * ((n_mb + per_chunk - 1) // per_chunk) < n_threads and per_chunk > 1:
         per_chunk = (per_chunk + 1) // 2
     # A static schedule: an item count the threads divide keeps them evenly loaded.
     if n_threads > 1 and per_chunk > 1 and (N * n_blocks * ((n_mb + per_chunk - 1) // per_chunk)) % n_threads:
