@@ -34,13 +34,14 @@ THREADS = int(os.environ.get("CCONV_BENCH_THREADS", "1"))
 
 # family -> suite cases; at least one per kernel family, plus the fixed-cost case.
 FAMILY_CASES = {
-    "conv2d_3x3": ["r50_l3_3x3", "r50_l1_3x3"],
+    "winograd_3x3": ["r50_l3_3x3", "r50_l1_3x3"],
+    "implicit_gemm": ["r50_conv1"],
     "pointwise": ["mbv1_pw_512", "r50_pw_256_64"],
     "depthwise": ["mbv1_dw512_14", "mbv1_dw64_s2", "effb0_dw240_5x5"],
     "fixed_cost": ["tiny_dw16_4"],
     "separable": ["mbv1_sep256_28"],
     "conv_transpose2d": ["dcgan_ct512_256", "fcn8s_up16_s8"],
-    "dilated": ["drn_d2_56"],
+    "dilated": ["drn_d2_56"],            # Winograd over the dilation's phases
 }
 
 _SUITE = {c["name"]: c for c in benchcases.load_suite()}
