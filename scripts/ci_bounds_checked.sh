@@ -51,7 +51,7 @@ else
              tests/test_pointwise.py tests/test_separable.py tests/test_layouts_and_threads.py \
              tests/test_layers.py tests/test_fuzz.py tests/test_concurrency.py \
              tests/test_params.py tests/test_threads.py tests/test_b_source.py \
-             tests/test_weight_packing.py; do
+             tests/test_weight_packing.py tests/test_winograd.py; do
         [ -f "$t" ] && args+=("$t")
     done
 fi

@@ -48,6 +48,9 @@ OWN = [
     *[c(1, 1 + ci % 5, co, (6, 7), 3, padding=1, name=f"c_out{co}")
       for ci, co in enumerate([1, 7, 8, 9, 17, 31, 32, 33, 40])],
     *[c(1, ci, 5, (6, 7), 3, padding=1, name=f"c_in{ci}") for ci in [1, 15, 16, 17, 33]],
+    # Many input channels (the cost model leaves them to the implicit GEMM; forced here).
+    *[c(1, ci, 9, (5, 6), 3, padding=1, name=f"c_in{ci}-3x3") for ci in [255, 256, 257, 513]],
+    c(2, 300, 17, (9, 9), 3, padding=3, dilation=3, name="c_in300-dilated"),
     # Padding: none, asymmetric, 2 and 4 (whole tiles reading only zeros), 'same'.
     c(1, 3, 4, (9, 8), 3, padding=0, name="pad0"),
     c(1, 3, 4, (9, 8), 3, padding=((0, 2), (1, 0)), name="pad-asym"),
@@ -82,11 +85,12 @@ def test_winograd_matches_reference(case, dtype):
 
 
 @pytest.mark.parametrize("dtype", DTYPES, ids=lambda d: np.dtype(d).name)
-def test_winograd_bits_do_not_depend_on_the_thread_count(dtype):
+@pytest.mark.parametrize("c_in", [24, 300])
+def test_winograd_bits_do_not_depend_on_the_thread_count(c_in, dtype):
     rng = np.random.default_rng(3)
     # 3 images x 2 blocks x channel chunks: the split changes with the thread count.
-    x = rand(rng, (3, 24, 17, 20), dtype)
-    w = rand(rng, (70, 24, 3, 3), dtype)
+    x = rand(rng, (3, c_in, 17, 20), dtype)
+    w = rand(rng, (70, c_in, 3, 3), dtype)
     b = rand(rng, (70,), dtype)
     outs = [winograd.conv2d(x, w, b, padding=1, n_threads=t) for t in (1, 2, 3)]
     for o in outs[1:]:
