@@ -38,18 +38,19 @@ COL2IM_MAX_PIXELS = 64
 # tile, transform position and channel (in plus out), and WINOGRAD_ROW_COST more per
 # row of tiles (the loops over one tile row's columns are short on small maps: 7 tiles
 # at 14x14); the weight transform about WINOGRAD_WEIGHT_COST per transformed weight
-# (memory-bound: 16 values written per 9 read).
+# (16 values written per 9 read; 0.18 ms for 256 x 256 channels).
 WINOGRAD_TILE_COST = 14
 WINOGRAD_ROW_COST = 184
-WINOGRAD_WEIGHT_COST = 22
+WINOGRAD_WEIGHT_COST = 10
 WINOGRAD_TILE_COLUMNS = 32    # the GEMM computes whole 32-column tiles of 2x2 blocks
 WINOGRAD_BLOCK_TILES = 64     # tiles per work item at most (_winograd.NT)
 # Input channels at most: an item transforms all of them into 16 x C_in x 64 values
-# (1 MB of float32 at 256) and streams all the transformed weights. Measured against the
-# implicit GEMM at 14x14: 256 channels 1.15x faster; 384 and 512 from 10% slower to 10%
-# faster from run to run; ASPP's 2048 (8 MB per thread, the weights streamed from
-# memory) 1.5x slower, 124 against 83 ms, though with 1.46x fewer multiply-adds.
-WINOGRAD_MAX_C_IN = 256
+# (2 MB of float32 at 512) and streams all the transformed weights. Measured against the
+# implicit GEMM: 512 channels at 14x14 and 28x28 1.1-1.4x faster at 1 and 2 threads;
+# ASPP's 2048 at 33x33, dilation 6 (8 MB per item, the weights streamed from memory:
+# 33 MB per block of tiles) 1.2x slower (100 against 86 ms, K in chunks of 256 channels)
+# though with 1.46x fewer multiply-adds.
+WINOGRAD_MAX_C_IN = 512
 
 
 def winograd_applies(p: ConvParams) -> bool:

@@ -337,6 +337,59 @@ cdef Py_ssize_t run_all(const floating* x, const floating* U, const floating* bi
     return 1 if any_nonfinite else 0
 
 
+# The 3x3 weights of 8 output channels (rows of 72 values: 8 input channels x 9 taps,
+# row_stride apart) as 72 vectors over the 8 channels, gT[j * 8 + i] = w[i][j]: nine
+# 8 x 8 register transposes. Loading them value by value into the lanes (a scalar load
+# and store each, then a vector load that cannot be forwarded from the stores) was most
+# of the weight transform's time. AVX (float32) builds only; 0 where absent.
+cdef extern from *:
+    """
+    #if defined(__AVX__)
+    #include <immintrin.h>
+    #define CCONV_WINO_TRANSPOSE 1
+    static inline void cconv_wino_weights8_f32(const float* w, Py_ssize_t row_stride,
+                                               float* gT) {
+        for (Py_ssize_t k = 0; k < 9; k++) {
+            const float* src = w + 8 * k;
+            __m256 r0 = _mm256_loadu_ps(src), r1 = _mm256_loadu_ps(src + row_stride);
+            __m256 r2 = _mm256_loadu_ps(src + 2 * row_stride);
+            __m256 r3 = _mm256_loadu_ps(src + 3 * row_stride);
+            __m256 r4 = _mm256_loadu_ps(src + 4 * row_stride);
+            __m256 r5 = _mm256_loadu_ps(src + 5 * row_stride);
+            __m256 r6 = _mm256_loadu_ps(src + 6 * row_stride);
+            __m256 r7 = _mm256_loadu_ps(src + 7 * row_stride);
+            __m256 t0 = _mm256_unpacklo_ps(r0, r1), t1 = _mm256_unpackhi_ps(r0, r1);
+            __m256 t2 = _mm256_unpacklo_ps(r2, r3), t3 = _mm256_unpackhi_ps(r2, r3);
+            __m256 t4 = _mm256_unpacklo_ps(r4, r5), t5 = _mm256_unpackhi_ps(r4, r5);
+            __m256 t6 = _mm256_unpacklo_ps(r6, r7), t7 = _mm256_unpackhi_ps(r6, r7);
+            __m256 s0 = _mm256_shuffle_ps(t0, t2, 0x44), s1 = _mm256_shuffle_ps(t0, t2, 0xEE);
+            __m256 s2 = _mm256_shuffle_ps(t1, t3, 0x44), s3 = _mm256_shuffle_ps(t1, t3, 0xEE);
+            __m256 s4 = _mm256_shuffle_ps(t4, t6, 0x44), s5 = _mm256_shuffle_ps(t4, t6, 0xEE);
+            __m256 s6 = _mm256_shuffle_ps(t5, t7, 0x44), s7 = _mm256_shuffle_ps(t5, t7, 0xEE);
+            float* dst = gT + 64 * k;
+            _mm256_storeu_ps(dst, _mm256_permute2f128_ps(s0, s4, 0x20));
+            _mm256_storeu_ps(dst + 8, _mm256_permute2f128_ps(s1, s5, 0x20));
+            _mm256_storeu_ps(dst + 16, _mm256_permute2f128_ps(s2, s6, 0x20));
+            _mm256_storeu_ps(dst + 24, _mm256_permute2f128_ps(s3, s7, 0x20));
+            _mm256_storeu_ps(dst + 32, _mm256_permute2f128_ps(s0, s4, 0x31));
+            _mm256_storeu_ps(dst + 40, _mm256_permute2f128_ps(s1, s5, 0x31));
+            _mm256_storeu_ps(dst + 48, _mm256_permute2f128_ps(s2, s6, 0x31));
+            _mm256_storeu_ps(dst + 56, _mm256_permute2f128_ps(s3, s7, 0x31));
+        }
+    }
+    #else
+    #define CCONV_WINO_TRANSPOSE 0
+    static inline void cconv_wino_weights8_f32(const float* w, Py_ssize_t row_stride,
+                                               float* gT) {
+        for (Py_ssize_t i = 0; i < 8; i++)
+            for (Py_ssize_t j = 0; j < 72; j++) gT[j * 8 + i] = w[i * row_stride + j];
+    }
+    #endif
+    """
+    const bint CCONV_WINO_TRANSPOSE
+    void cconv_wino_weights8_f32(const float* w, Py_ssize_t row_stride, float* gT) noexcept nogil
+
+
 cdef enum:
     WCI = 16  # input channels per weight-transform step (a 16 x WCI x MR local block)
 
@@ -351,8 +404,9 @@ cdef void transform_weight_block(const floating* w, Py_ssize_t C_out, Py_ssize_t
     cdef Py_ssize_t ci0, nci, ci, i, p, r
     cdef Py_ssize_t rows = C_out - mb * MR if C_out - mb * MR < MR else MR
     cdef floating g[9][MR]     # the 3x3 weights of the block's MR channels, lanes = i
-    cdef floating t[4][3][MR]
+    cdef floating x0, x1, x2, y0, y1, y2, z0, z1, z2, v0, v1, v2
     cdef floating blk[16 * WCI * MR]
+    cdef float gT[WCI * 9 * MR]  # float32: WCI channels' taps as vectors over the block
     cdef floating* u
     cdef Py_ssize_t ldp = n_mb * C_in * MR
     cdef floating half = 0.5
@@ -362,25 +416,54 @@ cdef void transform_weight_block(const floating* w, Py_ssize_t C_out, Py_ssize_t
     ci0 = 0
     while ci0 < C_in:
         nci = C_in - ci0 if C_in - ci0 < WCI else WCI
+        if floating is float:
+            if rows == MR:
+                # 8 input channels at a time, transposed in registers into gT.
+                for ci in range(0, nci - 7, 8):
+                    cconv_wino_weights8_f32(w + (mb * MR * C_in + ci0 + ci) * 9, C_in * 9,
+                                            gT + ci * 9 * MR)
         for ci in range(nci):
-            for i in range(rows):
+            if floating is float and rows == MR and ci < nci // 8 * 8:
                 for r in range(9):
-                    g[r][i] = w[((mb * MR + i) * C_in + ci0 + ci) * 9 + r]
-            # The arithmetic over the MR lanes (one vector): G g, rows (g0, (g0 + g1 +
-            # g2) / 2, (g0 - g1 + g2) / 2, g2) per column, then the same over the columns.
+                    for i in range(MR):
+                        g[r][i] = gT[(ci * 9 + r) * MR + i]
+            else:
+                for i in range(rows):
+                    for r in range(9):
+                        g[r][i] = w[((mb * MR + i) * C_in + ci0 + ci) * 9 + r]
+            # The arithmetic over the MR lanes (one vector, all in registers): G g, rows
+            # (g0, (g0 + g1 + g2) / 2, (g0 - g1 + g2) / 2, g2) per column, then the same
+            # combination of the columns.
             u = blk + ci * MR   # value p of lane i at u[p * WCI * MR + i]
-            for r in range(3):
-                for i in range(MR):
-                    t[0][r][i] = g[r][i]
-                    t[1][r][i] = half * (g[r][i] + g[3 + r][i] + g[6 + r][i])
-                    t[2][r][i] = half * (g[r][i] - g[3 + r][i] + g[6 + r][i])
-                    t[3][r][i] = g[6 + r][i]
-            for r in range(4):
-                for i in range(MR):
-                    u[(4 * r) * WCI * MR + i] = t[r][0][i]
-                    u[(4 * r + 1) * WCI * MR + i] = half * (t[r][0][i] + t[r][1][i] + t[r][2][i])
-                    u[(4 * r + 2) * WCI * MR + i] = half * (t[r][0][i] - t[r][1][i] + t[r][2][i])
-                    u[(4 * r + 3) * WCI * MR + i] = t[r][2][i]
+            for i in range(MR):
+                x0 = g[0][i]
+                x1 = g[1][i]
+                x2 = g[2][i]
+                y0 = half * (g[0][i] + g[3][i] + g[6][i])
+                y1 = half * (g[1][i] + g[4][i] + g[7][i])
+                y2 = half * (g[2][i] + g[5][i] + g[8][i])
+                z0 = half * (g[0][i] - g[3][i] + g[6][i])
+                z1 = half * (g[1][i] - g[4][i] + g[7][i])
+                z2 = half * (g[2][i] - g[5][i] + g[8][i])
+                v0 = g[6][i]
+                v1 = g[7][i]
+                v2 = g[8][i]
+                u[0 * WCI * MR + i] = x0
+                u[1 * WCI * MR + i] = half * (x0 + x1 + x2)
+                u[2 * WCI * MR + i] = half * (x0 - x1 + x2)
+                u[3 * WCI * MR + i] = x2
+                u[4 * WCI * MR + i] = y0
+                u[5 * WCI * MR + i] = half * (y0 + y1 + y2)
+                u[6 * WCI * MR + i] = half * (y0 - y1 + y2)
+                u[7 * WCI * MR + i] = y2
+                u[8 * WCI * MR + i] = z0
+                u[9 * WCI * MR + i] = half * (z0 + z1 + z2)
+                u[10 * WCI * MR + i] = half * (z0 - z1 + z2)
+                u[11 * WCI * MR + i] = z2
+                u[12 * WCI * MR + i] = v0
+                u[13 * WCI * MR + i] = half * (v0 + v1 + v2)
+                u[14 * WCI * MR + i] = half * (v0 - v1 + v2)
+                u[15 * WCI * MR + i] = v2
         for p in range(16):
             for r in range(nci * MR):
                 U[p * ldp + (mb * C_in + ci0) * MR + r] = blk[p * WCI * MR + r]

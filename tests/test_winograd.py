@@ -150,7 +150,8 @@ def test_the_cost_model_chooses_winograd_on_real_layers_only():
         "256 channels at dilation 6 (phases of 3 x 3 tiles)":
             ((1, 256, 256, 33), {"dilation": 6, "padding": 6}, G),
         "128 channels at 28x28": ((1, 128, 128, 28), {}, W),
-        "512 input channels": ((1, 512, 512, 14), {}, G),
+        "512 input channels at 14x14": ((1, 512, 512, 14), {}, W),
+        "1024 input channels (more than an item holds)": ((1, 1024, 512, 14), {}, G),
         "64 channels at 14x14 (short tile rows)": ((1, 64, 64, 14), {}, G),
         "ASPP dilation 12 (the GEMM skips the taps in the padding)":
             ((1, 2048, 256, 33), {"dilation": 12, "padding": 12}, G),
