@@ -394,6 +394,16 @@ cdef enum:
     WCI = 16  # input channels per weight-transform step (a 16 x WCI x MR local block)
 
 
+cdef inline void g_rows(floating a, floating b, floating c, floating* u,
+                        Py_ssize_t step) noexcept nogil:
+    """G (a, b, c): a, (a + b + c) / 2, (a - b + c) / 2, c at u[0], u[step], ...."""
+    cdef floating half = 0.5
+    u[0] = a
+    u[step] = half * (a + b + c)
+    u[2 * step] = half * (a - b + c)
+    u[3 * step] = c
+
+
 cdef void transform_weight_block(const floating* w, Py_ssize_t C_out, Py_ssize_t C_in,
                                  floating* U, Py_ssize_t mb) noexcept nogil:
     """U[p][mb][ci][i] = (G g G^T)[p] of g = w[mb * MR + i, ci] (3x3), zero past C_out.
@@ -448,22 +458,10 @@ cdef void transform_weight_block(const floating* w, Py_ssize_t C_out, Py_ssize_t
                 v0 = g[6][i]
                 v1 = g[7][i]
                 v2 = g[8][i]
-                u[0 * WCI * MR + i] = x0
-                u[1 * WCI * MR + i] = half * (x0 + x1 + x2)
-                u[2 * WCI * MR + i] = half * (x0 - x1 + x2)
-                u[3 * WCI * MR + i] = x2
-                u[4 * WCI * MR + i] = y0
-                u[5 * WCI * MR + i] = half * (y0 + y1 + y2)
-                u[6 * WCI * MR + i] = half * (y0 - y1 + y2)
-                u[7 * WCI * MR + i] = y2
-                u[8 * WCI * MR + i] = z0
-                u[9 * WCI * MR + i] = half * (z0 + z1 + z2)
-                u[10 * WCI * MR + i] = half * (z0 - z1 + z2)
-                u[11 * WCI * MR + i] = z2
-                u[12 * WCI * MR + i] = v0
-                u[13 * WCI * MR + i] = half * (v0 + v1 + v2)
-                u[14 * WCI * MR + i] = half * (v0 - v1 + v2)
-                u[15 * WCI * MR + i] = v2
+                g_rows(x0, x1, x2, u + i, WCI * MR)
+                g_rows(y0, y1, y2, u + 4 * WCI * MR + i, WCI * MR)
+                g_rows(z0, z1, z2, u + 8 * WCI * MR + i, WCI * MR)
+                g_rows(v0, v1, v2, u + 12 * WCI * MR + i, WCI * MR)
         for p in range(16):
             for r in range(nci * MR):
                 U[p * ldp + (mb * C_in + ci0) * MR + r] = blk[p * WCI * MR + r]
