@@ -98,9 +98,11 @@ cdef inline Py_ssize_t next_segment(const Py_ssize_t* ph, Py_ssize_t n_ph, Py_ss
 
 cdef void transform_input(const floating* x_img, Py_ssize_t C_in, Py_ssize_t plane,
                           const Py_ssize_t* ph, Py_ssize_t n_ph, Py_ssize_t t0,
-                          Py_ssize_t nt, floating* V, floating* rows) noexcept nogil:
-    """V[p][ci][j] = (B^T d B)[p] for the patch d of flat tile t0 + j, j < nt (zero for
-    the columns nt .. NT). ``rows`` is scratch for 4 patch rows of 2 * NT + 2 values."""
+                          Py_ssize_t nt, floating* V, Py_ssize_t ldv,
+                          floating* rows) noexcept nogil:
+    """V[p * ldv + ci * NT + j] = (B^T d B)[p] for the patch d of flat tile t0 + j in
+    channel ci < C_in, j < nt (zero for the columns nt .. NT). ``rows`` is scratch for 4
+    patch rows of 2 * NT + 2 values."""
     cdef Py_ssize_t ci, j, ty, tx0, n, r, iy, ix0, L, c, lo, hi, base, Hs
     cdef Py_ssize_t span = 2 * NT + 2
     cdef const Py_ssize_t* P
@@ -111,7 +113,6 @@ cdef void transform_input(const floating* x_img, Py_ssize_t C_in, Py_ssize_t pla
     cdef floating* e3 = rows + 3 * span
     cdef floating* vj
     cdef floating a, b, cc, d
-    cdef Py_ssize_t ldv = C_in * NT
     for ci in range(C_in):
         if nt < NT:
             for r in range(16):
@@ -261,7 +262,10 @@ cdef bint run_item(const floating* x_img, const floating* U, const floating* bia
                    floating* out_img, Py_ssize_t C_in, Py_ssize_t C_out, Py_ssize_t plane_in,
                    Py_ssize_t plane_out, const Py_ssize_t* ph, Py_ssize_t n_ph,
                    Py_ssize_t t0, Py_ssize_t nt, Py_ssize_t mb0, Py_ssize_t mb1,
-                   floating* V, floating* Mbuf, floating* rows) noexcept nogil:
+                   floating* V, bint v_ready, floating* Mbuf,
+                   floating* rows) noexcept nogil:
+    """One work item: its tiles' V (unless ``v_ready``: transformed by all threads
+    first), then its m-blocks' products and output transforms."""
     cdef Py_ssize_t n_mb = (C_out + MR - 1) // MR
     cdef Py_ssize_t ldv = C_in * NT
     cdef Py_ssize_t stride_p = (NT // NRW) * MR * NRW
@@ -269,7 +273,8 @@ cdef bint run_item(const floating* x_img, const floating* U, const floating* bia
     cdef Py_ssize_t g0, g1, p, mb, jt, m_rows
     cdef floating* c
     cdef bint nonfinite = False
-    transform_input(x_img, C_in, plane_in, ph, n_ph, t0, nt, V, rows)
+    if not v_ready:
+        transform_input(x_img, C_in, plane_in, ph, n_ph, t0, nt, V, ldv, rows)
     g0 = mb0
     while g0 < mb1:
         g1 = g0 + MG if g0 + MG < mb1 else mb1
@@ -305,13 +310,43 @@ cdef Py_ssize_t run_all(const floating* x, const floating* U, const floating* bi
     cdef floating* V
     cdef floating* Mbuf
     cdef floating* rows
+    cdef floating* shared_v = NULL
+    cdef Py_ssize_t ldv = C_in * NT, c0, c1, per_slice
     cdef bint failed = False, any_nonfinite = False
     cdef bint* failed_out = &failed
     cdef bint* nonfinite_out = &any_nonfinite
+    # Channel chunks (too few blocks for the threads): every chunk would transform its
+    # block's whole input again, so all threads first transform the blocks' input
+    # channels in slices into one shared V per block, then run the chunks on it
+    # (ResNet's 14x14 256-channel layer at 2 threads: each transformed all 256).
+    if n_chunks > 1:
+        shared_v = <floating*> scratch_alloc(N * n_blocks * 16 * ldv * sizeof(floating))
+        if shared_v == NULL:
+            return -1
+    per_slice = (C_in + n_chunks - 1) // n_chunks
     with parallel(num_threads=n_threads):
-        V = <floating*> scratch_alloc(16 * C_in * NT * sizeof(floating))
+        V = <floating*> scratch_alloc((16 * C_in * NT if shared_v == NULL else 1)
+                                      * sizeof(floating))
         Mbuf = <floating*> scratch_alloc(MG * 16 * NT * MR * sizeof(floating))
         rows = <floating*> scratch_alloc(4 * (2 * NT + 2) * sizeof(floating))
+        if shared_v != NULL:
+            for item in prange(n_items, schedule="static"):
+                if rows == NULL:
+                    failed_out[0] = True
+                    continue
+                chunk = item % n_chunks          # here: a slice of the input channels
+                blk = (item // n_chunks) % n_blocks
+                n = item // (n_chunks * n_blocks)
+                t0 = blk * per_block
+                nt = n_tiles - t0 if n_tiles - t0 < per_block else per_block
+                c0 = chunk * per_slice
+                c1 = c0 + per_slice if c0 + per_slice < C_in else C_in
+                if nt <= 0 or c0 >= c1:
+                    continue
+                transform_input(x + (n * C_in + c0) * plane_in, c1 - c0, plane_in, ph,
+                                n_ph, t0, nt,
+                                shared_v + (n * n_blocks + blk) * 16 * ldv + c0 * NT, ldv,
+                                rows)
         for item in prange(n_items, schedule="static"):
             if V == NULL or Mbuf == NULL or rows == NULL:
                 failed_out[0] = True
@@ -327,11 +362,14 @@ cdef Py_ssize_t run_all(const floating* x, const floating* U, const floating* bi
             mb1 = mb0 + mb_per_chunk if mb0 + mb_per_chunk < n_mb else n_mb
             if run_item(x + n * C_in * plane_in, U, bias, out + n * C_out * plane_out,
                         C_in, C_out, plane_in, plane_out, ph, n_ph, t0, nt, mb0, mb1,
-                        V, Mbuf, rows):
+                        V if shared_v == NULL
+                        else shared_v + (n * n_blocks + blk) * 16 * ldv,
+                        shared_v != NULL, Mbuf, rows):
                 nonfinite_out[0] = True
         free(V)
         free(Mbuf)
         free(rows)
+    free(shared_v)
     if failed:
         return -1
     return 1 if any_nonfinite else 0

@@ -85,11 +85,13 @@ def test_winograd_matches_reference(case, dtype):
 
 
 @pytest.mark.parametrize("dtype", DTYPES, ids=lambda d: np.dtype(d).name)
-@pytest.mark.parametrize("c_in", [24, 300])
-def test_winograd_bits_do_not_depend_on_the_thread_count(c_in, dtype):
+@pytest.mark.parametrize("n,c_in,hw", [(3, 24, (17, 20)), (3, 300, (17, 20)), (1, 37, (9, 11)),
+                                       (1, 300, (14, 14))])
+def test_winograd_bits_do_not_depend_on_the_thread_count(n, c_in, hw, dtype):
     rng = np.random.default_rng(3)
-    # 3 images x 2 blocks x channel chunks: the split changes with the thread count.
-    x = rand(rng, (3, c_in, 17, 20), dtype)
+    # Images x blocks x channel chunks: the split changes with the thread count (one
+    # image of one block: channel chunks over an input transformed by all threads).
+    x = rand(rng, (n, c_in, *hw), dtype)
     w = rand(rng, (70, c_in, 3, 3), dtype)
     b = rand(rng, (70,), dtype)
     outs = [winograd.conv2d(x, w, b, padding=1, n_threads=t) for t in (1, 2, 3)]
