@@ -26,9 +26,11 @@ direct conv (Lavin and Gray, "Fast Algorithms for Convolutional Neural Networks"
 * Padding strategy: an input patch row is copied into a small zero-filled buffer
   (rows and columns outside the input read zeros), then transformed; no padded copy of
   the input is made.
-* Parallel axis: the flat list of items, statically scheduled; channels are split
-  into chunks only when there are too few (image, block) items to keep the threads
-  busy (the chunks of a block each transform its input again, a few percent).
+* Parallel axis: the flat list of items, statically scheduled. Where the threads do
+  not divide the (image, block) count, a block or two more; channels are split into
+  chunks only when there are fewer (image, block) items than threads, and then all
+  threads first transform the blocks' input, in slices of channels, into one shared V
+  per block that the chunks read.
 * Determinism: every output is computed in one item by the same sequence of
   operations (the micro-kernel's k order is the input channel order), whatever the
   thread count or the chunking.
