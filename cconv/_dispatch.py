@@ -81,9 +81,8 @@ def winograd_pays(p: ConvParams) -> bool:
     transformed weights for 16 tiles). The direct conv runs at about 95% of the GEMM's
     speed (its B rows read in place, some padding taps computed). Many input channels
     are left to the implicit GEMM (WINOGRAD_MAX_C_IN), and so are large dilations on
-    small maps (ASPP's 12 and 18 at 33x33) are left to the implicit GEMM, which skips
-    the taps that read only padding (half of them there) where the phases of a dilated
-    Winograd conv are a few tiles each."""
+    small maps (ASPP's 12 and 18 at 33x33): there the GEMM skips the taps that read only
+    padding (half of them) and the dilated Winograd conv's phases are a few tiles each."""
     if not winograd_applies(p) or p.C_in > WINOGRAD_MAX_C_IN:
         return False
     N, C_out, H_out, W_out = p.output_shape

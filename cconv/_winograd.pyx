@@ -1,5 +1,5 @@
 # cython: language_level=3
-"""Winograd F(2x2, 3x3) engine: ungrouped 3x3 convs at stride 1, dilation 1.
+"""Winograd F(2x2, 3x3) engine: ungrouped 3x3 convs at stride 1, any dilation.
 
 Design note
 -----------
@@ -34,9 +34,12 @@ direct conv (Lavin and Gray, "Fast Algorithms for Convolutional Neural Networks"
 * Determinism: every output is computed in one item by the same sequence of
   operations (the micro-kernel's k order is the input channel order), whatever the
   thread count or the chunking.
+* Dilation: dilation_h x dilation_w undilated convs, one per pair of row and column
+  phases (``phase_table``), of the input split into phase planes first; the tiles of
+  all phases share the flat tile order, so a block may hold several phases' tiles.
 * Accuracy: the transforms add and subtract a handful of values before and after the
-  products, so rounding errors are a few times those of a direct sum (measured in
-  tests/README). Non-finite values do not follow the direct conv (Inf - Inf is NaN
+  products; the measured rounding errors are of the size of the direct sum's (see
+  tests/README), within the same bound. Non-finite values do not follow the direct conv (Inf - Inf is NaN
   where the direct sum gives Inf), so ``run`` reports whether any output is
   non-finite and the caller then recomputes the layer directly.
 """
@@ -58,24 +61,24 @@ cdef enum:
 
 cdef enum:
     # Columns of the phase table (one row per output phase; one phase when undilated):
-    # the phase's input plane (offset, row pitch, unit column step, rows, columns), its
+    # the phase's input plane (offset, row pitch, rows, columns; its columns are
+    # contiguous, a dilated conv's input being split into phase planes first), its
     # padding, its output view (offset, row pitch, column step, rows, columns), its
     # tiles per row and its first tile in the flat order.
     PX_OFF = 0
     PX_RS = 1
-    PX_CS = 2   # always 1: a dilated conv's input is split into phase planes first
-    PX_H = 3
-    PX_W = 4
-    PX_PT = 5
-    PX_PL = 6
-    PO_OFF = 7
-    PO_RS = 8
-    PO_CS = 9
-    PO_H = 10
-    PO_W = 11
-    P_TILES_X = 12
-    P_TILE0 = 13
-    P_COLS = 14
+    PX_H = 2
+    PX_W = 3
+    PX_PT = 4
+    PX_PL = 5
+    PO_OFF = 6
+    PO_RS = 7
+    PO_CS = 8
+    PO_H = 9
+    PO_W = 10
+    P_TILES_X = 11
+    P_TILE0 = 12
+    P_COLS = 13
 
 
 cdef inline Py_ssize_t next_segment(const Py_ssize_t* ph, Py_ssize_t n_ph, Py_ssize_t t,
@@ -380,12 +383,11 @@ cdef Py_ssize_t run_all(const floating* x, const floating* U, const floating* bi
 # row_stride apart) as 72 vectors over the 8 channels, gT[j * 8 + i] = w[i][j]: nine
 # 8 x 8 register transposes. Loading them value by value into the lanes (a scalar load
 # and store each, then a vector load that cannot be forwarded from the stores) was most
-# of the weight transform's time. AVX (float32) builds only; 0 where absent.
+# of the weight transform's time. With AVX (float32); plain loads where absent.
 cdef extern from *:
     """
     #if defined(__AVX__)
     #include <immintrin.h>
-    #define CCONV_WINO_TRANSPOSE 1
     static inline void cconv_wino_weights8_f32(const float* w, Py_ssize_t row_stride,
                                                float* gT) {
         for (Py_ssize_t k = 0; k < 9; k++) {
@@ -417,7 +419,6 @@ cdef extern from *:
         }
     }
     #else
-    #define CCONV_WINO_TRANSPOSE 0
     static inline void cconv_wino_weights8_f32(const float* w, Py_ssize_t row_stride,
                                                float* gT) {
         for (Py_ssize_t i = 0; i < 8; i++)
@@ -425,7 +426,6 @@ cdef extern from *:
     }
     #endif
     """
-    const bint CCONV_WINO_TRANSPOSE
     void cconv_wino_weights8_f32(const float* w, Py_ssize_t row_stride, float* gT) noexcept nogil
 
 
@@ -544,10 +544,10 @@ def phase_table(H, W, H_out, W_out, padding, dilation):
         for rx, wq, sx, ws, ptx in dilation_phases(W, W_out, pl, dw):
             tiles_x = (wq + 1) // 2
             if dilation == (1, 1):
-                rows.append((0, W, 1, H, W, pty, ptx, 0, W_out, 1, hq, wq, tiles_x, tile0))
+                rows.append((0, W, H, W, pty, ptx, 0, W_out, 1, hq, wq, tiles_x, tile0))
             else:
-                rows.append((x_off, ws, 1, hs, ws, pty, ptx, ry * W_out + rx, dh * W_out,
-                             dw, hq, wq, tiles_x, tile0))
+                rows.append((x_off, ws, hs, ws, pty, ptx, ry * W_out + rx, dh * W_out, dw,
+                             hq, wq, tiles_x, tile0))
                 sources.append((x_off, hs, ws, sy * W + sx))
                 x_off += hs * ws
             tile0 += ((hq + 1) // 2) * tiles_x
@@ -585,9 +585,10 @@ def work_split(Py_ssize_t N, Py_ssize_t C_out, Py_ssize_t n_tiles, int n_threads
     out, and where the threads do not divide the (image, block) count, a block or two
     more (smaller blocks, the same GEMM columns per block where the last one had a
     partial tile; 13 blocks of 784 tiles at 2 threads ran 7 against 6). Channels are
-    split only until every thread has an item: every chunk of a block transforms its
-    input again (8 chunks of a 14x14 256-channel layer at 2 threads were slower than
-    one thread). Neither changes any result: each output's sums are the same."""
+    split only until every thread has an item (each chunk streams its own share of U,
+    over a V that all threads transform first: run_all); 8 chunks of a 14x14
+    256-channel layer at 2 threads were slower than one thread. Neither changes any
+    result: each output's sums are the same."""
     cdef Py_ssize_t n_blocks = max(1, (n_tiles + NT - 1) // NT)
     cdef Py_ssize_t n_mb = (C_out + MR - 1) // MR
     cdef Py_ssize_t per_chunk = n_mb, half, extra
