@@ -11,16 +11,18 @@ Design note
 * Padding strategy: each thread owns a zero-bordered plane of size
   ``(H + top + bottom) x (W + left + right)``; the border is zeroed once when the
   buffer is allocated and only the interior is rewritten per item. The inner loops
-  therefore have no bounds checks and no branches. With the band kernels (one output
-  plane per input plane) the rows are copied a band at a time, just ahead of the band
-  kernel that reads them, by vector row copies with masked tails.
+  therefore have no bounds checks and no branches. With the stride-1 band kernels (one
+  output plane per input plane) the rows are copied a band at a time, just ahead of the
+  band kernel that reads them, by vector row copies with masked tails. The 3x3 stride-2
+  band kernel copies nothing: it reads the input plane itself under lane masks that
+  zero the columns outside it, with zero vectors for the rows outside it.
 * 3x3 stride 1 and 2, and 5x5 stride 1 (float32), on builds with AVX-512
   (``_dwrows.pxd``): a band kernel runs down
   each plane in 64-column blocks, loading every input row once and feeding the output
   rows that use it through rotating accumulators (masked loads and stores for the
-  column tail; dilated rows as interleaved chains). For stride 2 the padded plane is
-  stored as its even and its odd columns, so every load is unit-stride. Same FMA order
-  as the plain kernels, so the same bits.
+  column tail; dilated rows as interleaved chains). For stride 2 each input row is split
+  into even and odd columns in registers (two-source permutes). Same FMA order as the
+  plain kernels, so the same bits.
 * Inner loop otherwise (row kernels shared with the separable kernel): a 3x3
   kernel computes each output row in one pass with its nine weights hoisted into
   scalars (stride 2 reads ``a[2j]``, ``a[2j+1]`` directly); other kernels sum their taps
@@ -36,8 +38,7 @@ from cython.parallel cimport prange, parallel
 
 from cconv._common cimport scratch_alloc, free, memset, effective_threads
 from cconv._dwrows cimport (BLOCK_F32, BLOCK_F64, CCONV_DW_SIMD, taps_span, row_3x3_s1,
-                            dw_band_s1, dw3x3s2_band, dw_output_row, copy_row,
-                            split_row)
+                            dw_band_s1, dw3x3s2_band, dw_output_row, copy_row)
 
 # The AVX-512 band kernels where the build has them (see _dwrows.pxd). Tests turn
 # them off to compare them bit for bit with the plain kernels.
@@ -46,8 +47,7 @@ cdef bint simd_band = CCONV_DW_SIMD
 cdef enum Band:
     NO_BAND = 0     # the plain row kernels
     BAND_S1 = 1     # 3x3 or 5x5 stride 1, any dilation
-    BAND_S2 = 2     # 3x3 stride 2, dilation 1: the padded plane stored as even columns
-                    # (Wh wide) and, odd_off further, odd columns
+    BAND_S2 = 2     # 3x3 stride 2, dilation 1: read straight from the input plane
 
 
 def simd_band_available():
@@ -66,23 +66,11 @@ def _set_simd_band(bint enabled):
 
 cdef inline void copy_input_rows(const floating* xplane, floating* padded, Py_ssize_t i0,
                                  Py_ssize_t i1, Py_ssize_t W, Py_ssize_t pt, Py_ssize_t pl,
-                                 Py_ssize_t Wp, Band band, Py_ssize_t Wh,
-                                 Py_ssize_t odd_off) noexcept nogil:
-    """Input rows i0 <= i < i1 into the padded plane (the stride-2 band's: split by column
-    parity)."""
+                                 Py_ssize_t Wp) noexcept nogil:
+    """Input rows i0 <= i < i1 into the padded plane."""
     cdef Py_ssize_t i
-    cdef floating* prow
-    if band == BAND_S2:
-        # Input column q lands on padded column pl + q, the even ones in the first plane
-        # at (pl + q) / 2, the odd ones in the second: x[2m] on padded column pl + 2m
-        # (plane pl % 2, index pl // 2 + m), x[2m + 1] on pl + 2m + 1.
-        for i in range(i0, i1):
-            prow = padded + (i + pt) * Wh
-            split_row(prow + (pl % 2) * odd_off + pl // 2,
-                      prow + ((pl + 1) % 2) * odd_off + (pl + 1) // 2, xplane + i * W, W)
-    else:
-        for i in range(i0, i1):
-            copy_row(padded + (i + pt) * Wp + pl, xplane + i * W, W)
+    for i in range(i0, i1):
+        copy_row(padded + (i + pt) * Wp + pl, xplane + i * W, W)
 
 
 cdef void depthwise_plane(const floating* xplane, floating* padded, floating* full,
@@ -91,19 +79,24 @@ cdef void depthwise_plane(const floating* xplane, floating* padded, floating* fu
                           Py_ssize_t W, Py_ssize_t pt, Py_ssize_t pl, Py_ssize_t Wp,
                           Py_ssize_t T, Py_ssize_t KW, Py_ssize_t sh, Py_ssize_t sw,
                           Py_ssize_t dh, Py_ssize_t dw, Py_ssize_t Ho, Py_ssize_t Wo,
-                          bint flat, Band band, Py_ssize_t Wh,
-                          Py_ssize_t odd_off) noexcept nogil:
+                          bint flat, Band band) noexcept nogil:
     cdef Py_ssize_t i, q, j, oh
     cdef floating b
     cdef floating* out_j
     cdef const floating* w_j
     cdef floating* tmp = full + Ho * Wp + 64
     cdef Py_ssize_t r0, nr, need, copied = 0
+    if band == BAND_S2:
+        # No padded copy: the kernel reads the plane itself (once per output plane).
+        for j in range(mult):
+            dw3x3s2_band(out_c + j * Ho * Wo, xplane, H, W, pt, pl, w_c + j * T, Ho, Wo,
+                         bias_c[j] if bias_c != NULL else 0)
+        return
     # Output rows per band: each band reloads the kh - 1 input rows it shares with the
     # last, so 8 per shared row (16 rows for 3x3, 32 for 5x5: EfficientNet's 28-row
     # 5x5 planes in one band, 0.178 -> 0.167 ms; 3x3 planes best at 8 to 16).
     cdef Py_ssize_t band_rows = 8 * (T // KW - 1)
-    if band != NO_BAND and mult == 1 and dh == 1:
+    if band == BAND_S1 and mult == 1 and dh == 1:
         b = bias_c[0] if bias_c != NULL else 0
         r0 = 0
         while r0 < Ho:
@@ -112,18 +105,12 @@ cdef void depthwise_plane(const floating* xplane, floating* padded, floating* fu
             if need > H:
                 need = H
             if need > copied:
-                copy_input_rows(xplane, padded, copied, need, W, pt, pl, Wp, band, Wh,
-                                odd_off)
+                copy_input_rows(xplane, padded, copied, need, W, pt, pl, Wp)
                 copied = need
-            if band == BAND_S2:
-                dw3x3s2_band(out_c + r0 * Wo, Wo, padded + 2 * r0 * Wh,
-                             padded + odd_off + 2 * r0 * Wh, Wh, w_c, nr, Wo, b)
-            else:
-                dw_band_s1(KW, out_c + r0 * Wo, Wo, padded + r0 * Wp, Wp, 1, dw, w_c, nr,
-                           Wo, b)
+            dw_band_s1(KW, out_c + r0 * Wo, Wo, padded + r0 * Wp, Wp, 1, dw, w_c, nr, Wo, b)
             r0 += nr
         return
-    copy_input_rows(xplane, padded, 0, H, W, pt, pl, Wp, band, Wh, odd_off)
+    copy_input_rows(xplane, padded, 0, H, W, pt, pl, Wp)
     cdef bint k3x3 = T == 9 and KW == 3
     cdef Py_ssize_t span
     cdef const floating* p
@@ -133,9 +120,6 @@ cdef void depthwise_plane(const floating* xplane, floating* padded, floating* fu
         b = bias_c[j] if bias_c != NULL else 0
         if band == BAND_S1:
             dw_band_s1(KW, out_j, Wo, padded, Wp, dh, dw, w_j, Ho, Wo, b)
-            continue
-        if band == BAND_S2:
-            dw3x3s2_band(out_j, Wo, padded, padded + odd_off, Wh, w_j, Ho, Wo, b)
             continue
         if flat:
             # Small planes: one span over the flattened padded plane (rows of Wp), then
@@ -199,12 +183,8 @@ def depthwise_forward(const floating[:, :, :, ::1] x, const floating[:, :, :, ::
     cdef Py_ssize_t lanes = bw // 4
     if band == BAND_S1:
         Wp = (Wp + lanes - 1) // lanes * lanes
-    # The stride-2 band's column-phase planes: Wh even columns, then as many odd ones.
-    cdef Py_ssize_t Wh = ((Wp + 1) // 2 + lanes - 1) // lanes * lanes, odd_off = Hp * Wh
     # Reads may run one block (at stride 2, two) past the last row used.
     cdef Py_ssize_t plane_alloc = Hp * Wp + 2 * bw * sw + Wp + 64
-    if band == BAND_S2 and plane_alloc < 2 * Hp * Wh + 2 * bw + 64:
-        plane_alloc = 2 * Hp * Wh + 2 * bw + 64
     # Tap offsets into the padded plane, (kh, kw) order: the weights' own order.
     cdef Py_ssize_t* off = <Py_ssize_t*> scratch_alloc(T * sizeof(Py_ssize_t))
     if off == NULL:
@@ -213,6 +193,10 @@ def depthwise_forward(const floating[:, :, :, ::1] x, const floating[:, :, :, ::
         for kw in range(KW):
             off[kh * KW + kw] = kh * dh * Wp + kw * dw
     cdef Py_ssize_t full_alloc = Ho * Wp + 64 + bw + 64
+    if band == BAND_S2:
+        # It reads the input itself: no plane to allocate and zero per thread.
+        plane_alloc = 64
+        full_alloc = 64
     cdef const floating[::1] bias_view
     cdef const floating* bias_ptr = NULL
     if bias is not None:
@@ -245,7 +229,7 @@ def depthwise_forward(const floating[:, :, :, ::1] x, const floating[:, :, :, ::
                             op + (n * C_out + c * mult) * Ho * Wo, wp + c * mult * T,
                             (bias_ptr + c * mult) if bias_ptr != NULL else NULL,
                             off, mult, H, W, pt, pl, Wp, T, KW, sh, sw, dh, dw, Ho, Wo, flat,
-                            band, Wh, odd_off)
+                            band)
         free(padded)
         free(full)
     free(off)

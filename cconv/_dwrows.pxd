@@ -102,35 +102,48 @@ cdef extern from *:
         }                                                                             \
     }
 
-    /* 3x3 stride 2 over column-phase planes (pe: even padded columns, po: odd ones):
-       output column j reads pe[j], po[j], pe[j + 1], so every load is unit-stride; output
-       row i reads padded rows 2i, 2i + 1, 2i + 2, the last shared with output row i + 1. */
+    /* 3x3 stride 2, read straight from the unpadded input plane x (H x W, pitch ldx):
+       output (i, j) reads x[2 i + kh - pt][2 j + kw - pl]. A block's row segment, from
+       s = 2 j0 - pl on, is loaded as 2 U + 1 consecutive vectors V[0..2U]; vector u of
+       the block takes kw 0 (the even values of V[2u], V[2u+1]) and kw 1 (the odd ones)
+       by two-source permutes, and kw 2 (the even values one further on) by a permute of
+       kw 0 with lane 0 of V[2u+2]. Lane masks zero the columns outside [0, W), and rows
+       outside [0, H) are zero vectors, so the padding is never stored anywhere (copying
+       the plane into split padded planes first was 58% of MobileNet's 112x112 stride-2
+       layer; four loads per vector instead of two, 25% slower). Output row i reads input
+       rows 2i - pt .. 2i + 2 - pt, the last shared with output row i + 1 (its kh 0). */
+    #define CCONV_S2_ROW(R, E0, O1, E2)                                               \
+        if ((R) >= 0 && (R) < H) {                                                    \
+            const SCALAR* xr = x + (R) * ldx + s0 + 2 * u * LANES;                    \
+            VEC a = u == 0 ? LOADZ(mv[0], xr) : nxt;                                  \
+            VEC c = LOADZ(mv[2 * u + 1], xr + LANES);                                 \
+            nxt = LOADZ(mv[2 * u + 2], xr + 2 * LANES);                               \
+            E0 = PERM2(a, ie, c); O1 = PERM2(a, io, c); E2 = PERM2(E0, inext, nxt);   \
+        } else {                                                                      \
+            E0 = O1 = E2 = SETZERO();                                                 \
+        }
     #define CCONV_DW3X3S2_BLOCK(U, MASK)                                              \
     {                                                                                 \
-        VEC B[U], T[U];                                                               \
+        Py_ssize_t s0 = 2 * j0 - pl;                                                  \
+        MASKT mv[2 * U + 1], mo[U];                                                   \
+        VEC B[U], T[U], e0, o1, e2, nxt = SETZERO();                                  \
+        for (Py_ssize_t v = 0; v < 2 * U + 1; v++) mv[v] = COLS(s0 + v * LANES, W);   \
         for (Py_ssize_t u = 0; u < U; u++) {                                          \
-            const SCALAR* e = pe + j0 + u * LANES;                                    \
-            const SCALAR* o = po + j0 + u * LANES;                                    \
-            MASKT mk = CCONV_MASK(U, MASK);                                           \
-            B[u] = FMA(wv[2], LOADZ(mk, e + 1), FMA(wv[1], LOADZ(mk, o),              \
-                       FMA(wv[0], LOADZ(mk, e), vb)));                                \
+            mo[u] = CCONV_MASK(U, MASK);                                              \
+            CCONV_S2_ROW(-pt, e0, o1, e2)                                             \
+            B[u] = FMA(wv[2], e2, FMA(wv[1], o1, FMA(wv[0], e0, vb)));                \
         }                                                                             \
         for (Py_ssize_t i = 0; i < rows; i++) {                                       \
+            Py_ssize_t r = 2 * i - pt;                                                \
             for (Py_ssize_t u = 0; u < U; u++) {                                      \
-                const SCALAR* e = pe + (2 * i + 1) * ldp + j0 + u * LANES;            \
-                const SCALAR* o = po + (2 * i + 1) * ldp + j0 + u * LANES;            \
-                MASKT mk = CCONV_MASK(U, MASK);                                       \
-                T[u] = FMA(wv[5], LOADZ(mk, e + 1), FMA(wv[4], LOADZ(mk, o),          \
-                           FMA(wv[3], LOADZ(mk, e), B[u])));                          \
+                CCONV_S2_ROW(r + 1, e0, o1, e2)                                       \
+                T[u] = FMA(wv[5], e2, FMA(wv[4], o1, FMA(wv[3], e0, B[u])));          \
             }                                                                         \
             for (Py_ssize_t u = 0; u < U; u++) {                                      \
-                const SCALAR* e = pe + (2 * i + 2) * ldp + j0 + u * LANES;            \
-                const SCALAR* o = po + (2 * i + 2) * ldp + j0 + u * LANES;            \
-                MASKT mk = CCONV_MASK(U, MASK);                                       \
-                VEC x0 = LOADZ(mk, e), x1 = LOADZ(mk, o), x2 = LOADZ(mk, e + 1);      \
-                STOREM(out + i * ldo + j0 + u * LANES, mk,                            \
-                       FMA(wv[8], x2, FMA(wv[7], x1, FMA(wv[6], x0, T[u]))));         \
-                B[u] = FMA(wv[2], x2, FMA(wv[1], x1, FMA(wv[0], x0, vb)));            \
+                CCONV_S2_ROW(r + 2, e0, o1, e2)                                       \
+                STOREM(out + i * ldo + j0 + u * LANES, mo[u],                         \
+                       FMA(wv[8], e2, FMA(wv[7], o1, FMA(wv[6], e0, T[u]))));         \
+                B[u] = FMA(wv[2], e2, FMA(wv[1], o1, FMA(wv[0], e0, vb)));            \
             }                                                                         \
         }                                                                             \
     }
@@ -142,7 +155,7 @@ cdef extern from *:
 
     /* out[i * ldo + j] = b + sum_{kh, kw < K} w[K kh + kw] * p[(i + kh) * ldp + j + kw * dw]
        in (kh, kw) order, for i < rows, j < cols (K = 3, 5). Stride 2 (3x3): the same with
-       p[(2i + kh) * ldp + 2j + kw] read from pe (even columns) and po (odd ones). */
+       x[2 i + kh - pt][2 j + kw - pl], zero outside the H x W plane. */
     #define CCONV_DW_DEFINE(SUFFIX)                                                   \
     static void cconv_dw3x3_band_##SUFFIX(SCALAR* out, Py_ssize_t ldo, const SCALAR* p,\
             Py_ssize_t ldp, Py_ssize_t dw, const SCALAR* w, Py_ssize_t rows,          \
@@ -152,10 +165,20 @@ cdef extern from *:
             Py_ssize_t ldp, Py_ssize_t dw, const SCALAR* w, Py_ssize_t rows,          \
             Py_ssize_t cols, SCALAR b)                                                \
     { CCONV_DW_SETUP(25) CCONV_DW_COLUMNS(CCONV_DW5X5_BLOCK) }                        \
+    static inline MASKT cconv_cols_##SUFFIX(Py_ssize_t c0, Py_ssize_t n)              \
+    {   /* the lanes l whose column c0 + l lies in [0, n) */                          \
+        Py_ssize_t lo = c0 < 0 ? -c0 : 0, hi = n - c0 < LANES ? n - c0 : LANES;       \
+        if (hi <= lo) return (MASKT) 0;                                               \
+        return (MASKT)(((1u << hi) - 1u) & ~((1u << lo) - 1u));                       \
+    }                                                                                 \
     static void cconv_dw3x3s2_band_##SUFFIX(SCALAR* out, Py_ssize_t ldo,              \
-            const SCALAR* pe, const SCALAR* po, Py_ssize_t ldp, const SCALAR* w,      \
+            const SCALAR* x, Py_ssize_t ldx, Py_ssize_t H, Py_ssize_t W,              \
+            Py_ssize_t pt, Py_ssize_t pl, const SCALAR* w,                            \
             Py_ssize_t rows, Py_ssize_t cols, SCALAR b)                               \
-    { CCONV_DW_SETUP(9) CCONV_DW_COLUMNS(CCONV_DW3X3S2_BLOCK) }                       \
+    {                                                                                 \
+        IVEC ie = IDX_EVEN, io = IDX_ODD, inext = IDX_NEXT;                           \
+        CCONV_DW_SETUP(9) CCONV_DW_COLUMNS(CCONV_DW3X3S2_BLOCK)                       \
+    }                                                                                 \
     static inline void cconv_copy_row_##SUFFIX(SCALAR* dst, const SCALAR* src,        \
                                                Py_ssize_t n)                          \
     {                                                                                 \
@@ -165,25 +188,6 @@ cdef extern from *:
         if (j < n) {                                                                  \
             MASKT m = (MASKT)((1u << (n - j)) - 1u);                                  \
             STOREM(dst + j, m, LOADZ(m, src + j));                                    \
-        }                                                                             \
-    }                                                                                 \
-    static inline void cconv_split_row_##SUFFIX(SCALAR* even, SCALAR* odd,            \
-                                                const SCALAR* src, Py_ssize_t n)      \
-    {                                                                                 \
-        IVEC ie = IDX_EVEN, io = IDX_ODD;                                             \
-        Py_ssize_t j = 0;                                                             \
-        for (; j + 2 * LANES <= n; j += 2 * LANES) {                                  \
-            VEC a = LOADZ(FULL, src + j), c = LOADZ(FULL, src + j + LANES);           \
-            STOREM(even + j / 2, FULL, PERM2(a, ie, c));                              \
-            STOREM(odd + j / 2, FULL, PERM2(a, io, c));                               \
-        }                                                                             \
-        if (j < n) {                                                                  \
-            Py_ssize_t r = n - j, ne = (r + 1) / 2, no = r / 2;                       \
-            MASKT ma = r >= LANES ? FULL : (MASKT)((1u << r) - 1u);                   \
-            MASKT mc = r > LANES ? (MASKT)((1u << (r - LANES)) - 1u) : (MASKT) 0;     \
-            VEC a = LOADZ(ma, src + j), c = LOADZ(mc, src + j + LANES);               \
-            STOREM(even + j / 2, (MASKT)((1u << ne) - 1u), PERM2(a, ie, c));          \
-            STOREM(odd + j / 2, (MASKT)((1u << no) - 1u), PERM2(a, io, c));           \
         }                                                                             \
     }
 
@@ -196,10 +200,13 @@ cdef extern from *:
     #define STOREM _mm512_mask_storeu_ps
     #define FMA _mm512_fmadd_ps
     #define SET1 _mm512_set1_ps
+    #define SETZERO _mm512_setzero_ps
+    #define COLS cconv_cols_f32
     #define IVEC __m512i
     #define PERM2 _mm512_permutex2var_ps
     #define IDX_EVEN _mm512_setr_epi32(0, 2, 4, 6, 8, 10, 12, 14, 16, 18, 20, 22, 24, 26, 28, 30)
     #define IDX_ODD _mm512_setr_epi32(1, 3, 5, 7, 9, 11, 13, 15, 17, 19, 21, 23, 25, 27, 29, 31)
+    #define IDX_NEXT _mm512_setr_epi32(1, 2, 3, 4, 5, 6, 7, 8, 9, 10, 11, 12, 13, 14, 15, 16)
     CCONV_DW_DEFINE(f32)
     #undef SCALAR
     #undef VEC
@@ -210,10 +217,13 @@ cdef extern from *:
     #undef STOREM
     #undef FMA
     #undef SET1
+    #undef SETZERO
+    #undef COLS
     #undef IVEC
     #undef PERM2
     #undef IDX_EVEN
     #undef IDX_ODD
+    #undef IDX_NEXT
 
     #define SCALAR double
     #define VEC __m512d
@@ -224,10 +234,13 @@ cdef extern from *:
     #define STOREM _mm512_mask_storeu_pd
     #define FMA _mm512_fmadd_pd
     #define SET1 _mm512_set1_pd
+    #define SETZERO _mm512_setzero_pd
+    #define COLS cconv_cols_f64
     #define IVEC __m512i
     #define PERM2 _mm512_permutex2var_pd
     #define IDX_EVEN _mm512_setr_epi64(0, 2, 4, 6, 8, 10, 12, 14)
     #define IDX_ODD _mm512_setr_epi64(1, 3, 5, 7, 9, 11, 13, 15)
+    #define IDX_NEXT _mm512_setr_epi64(1, 2, 3, 4, 5, 6, 7, 8)
     CCONV_DW_DEFINE(f64)
     #undef SCALAR
     #undef VEC
@@ -238,10 +251,13 @@ cdef extern from *:
     #undef STOREM
     #undef FMA
     #undef SET1
+    #undef SETZERO
+    #undef COLS
     #undef IVEC
     #undef PERM2
     #undef IDX_EVEN
     #undef IDX_ODD
+    #undef IDX_NEXT
 
     #else
     #define CCONV_DW_SIMD 0
@@ -254,24 +270,18 @@ cdef extern from *:
             Py_ssize_t ldp, Py_ssize_t dw, const SCALAR* w, Py_ssize_t rows,          \
             Py_ssize_t cols, SCALAR b) {}                                             \
     static void cconv_dw3x3s2_band_##SUFFIX(SCALAR* out, Py_ssize_t ldo,              \
-            const SCALAR* pe, const SCALAR* po, Py_ssize_t ldp, const SCALAR* w,      \
+            const SCALAR* x, Py_ssize_t ldx, Py_ssize_t H, Py_ssize_t W,              \
+            Py_ssize_t pt, Py_ssize_t pl, const SCALAR* w,                            \
             Py_ssize_t rows, Py_ssize_t cols, SCALAR b) {}
     CCONV_DW_STUBS(f32, float)
     CCONV_DW_STUBS(f64, double)
-    /* The row copies do get called: plain loops, the same values. */
-    #define CCONV_ROW_COPIES(SUFFIX, SCALAR)                                          \
+    /* The row copy does get called: a plain loop, the same values. */
+    #define CCONV_ROW_COPY(SUFFIX, SCALAR)                                          \
     static inline void cconv_copy_row_##SUFFIX(SCALAR* dst, const SCALAR* src,        \
                                                Py_ssize_t n)                          \
-    { for (Py_ssize_t j = 0; j < n; j++) dst[j] = src[j]; }                           \
-    static inline void cconv_split_row_##SUFFIX(SCALAR* even, SCALAR* odd,            \
-                                                const SCALAR* src, Py_ssize_t n)      \
-    {                                                                                 \
-        for (Py_ssize_t j = 0; j < n; j++) {                                          \
-            if (j % 2 == 0) even[j / 2] = src[j]; else odd[j / 2] = src[j];           \
-        }                                                                             \
-    }
-    CCONV_ROW_COPIES(f32, float)
-    CCONV_ROW_COPIES(f64, double)
+    { for (Py_ssize_t j = 0; j < n; j++) dst[j] = src[j]; }
+    CCONV_ROW_COPY(f32, float)
+    CCONV_ROW_COPY(f64, double)
     #endif
     """
     const int CCONV_DW_SIMD
@@ -287,18 +297,17 @@ cdef extern from *:
     void cconv_dw5x5_band_f64(double* out, Py_ssize_t ldo, const double* p, Py_ssize_t ldp,
                               Py_ssize_t dw, const double* w, Py_ssize_t rows,
                               Py_ssize_t cols, double b) noexcept nogil
-    void cconv_dw3x3s2_band_f32(float* out, Py_ssize_t ldo, const float* pe, const float* po,
-                                Py_ssize_t ldp, const float* w, Py_ssize_t rows,
+    void cconv_dw3x3s2_band_f32(float* out, Py_ssize_t ldo, const float* x, Py_ssize_t ldx,
+                                Py_ssize_t H, Py_ssize_t W, Py_ssize_t pt,
+                                Py_ssize_t pl, const float* w, Py_ssize_t rows,
                                 Py_ssize_t cols, float b) noexcept nogil
-    void cconv_dw3x3s2_band_f64(double* out, Py_ssize_t ldo, const double* pe,
-                                const double* po, Py_ssize_t ldp, const double* w,
+    void cconv_dw3x3s2_band_f64(double* out, Py_ssize_t ldo, const double* x,
+                                Py_ssize_t ldx, Py_ssize_t H, Py_ssize_t W,
+                                Py_ssize_t pt, Py_ssize_t pl, const double* w,
                                 Py_ssize_t rows, Py_ssize_t cols, double b) noexcept nogil
     void cconv_copy_row_f32(float* dst, const float* src, Py_ssize_t n) noexcept nogil
     void cconv_copy_row_f64(double* dst, const double* src, Py_ssize_t n) noexcept nogil
-    void cconv_split_row_f32(float* even, float* odd, const float* src,
-                             Py_ssize_t n) noexcept nogil
-    void cconv_split_row_f64(double* even, double* odd, const double* src,
-                             Py_ssize_t n) noexcept nogil
+
 
 
 cdef inline void copy_row(floating* dst, const floating* src, Py_ssize_t n) noexcept nogil:
@@ -308,16 +317,6 @@ cdef inline void copy_row(floating* dst, const floating* src, Py_ssize_t n) noex
         cconv_copy_row_f32(dst, src, n)
     else:
         cconv_copy_row_f64(dst, src, n)
-
-
-cdef inline void split_row(floating* even, floating* odd, const floating* src,
-                           Py_ssize_t n) noexcept nogil:
-    """even[m] = src[2m], odd[m] = src[2m + 1] for the n values of src, in one pass (two
-    permutes per two vectors where the build has AVX-512)."""
-    if floating is float:
-        cconv_split_row_f32(even, odd, src, n)
-    else:
-        cconv_split_row_f64(even, odd, src, n)
 
 
 cdef inline void dw_band_s1(Py_ssize_t K, floating* out, Py_ssize_t ldo, const floating* p,
@@ -345,15 +344,16 @@ cdef inline void dw_band_s1(Py_ssize_t K, floating* out, Py_ssize_t ldo, const f
                                      n, cols, b)
 
 
-cdef inline void dw3x3s2_band(floating* out, Py_ssize_t ldo, const floating* pe,
-                              const floating* po, Py_ssize_t ldp, const floating* w,
+cdef inline void dw3x3s2_band(floating* out, const floating* x, Py_ssize_t H, Py_ssize_t W,
+                              Py_ssize_t pt, Py_ssize_t pl, const floating* w,
                               Py_ssize_t rows, Py_ssize_t cols, floating b) noexcept nogil:
-    """A band of 3x3 stride-2 output rows (SIMD builds only) from the padded plane split
-    into its even (pe) and odd (po) columns, each of row pitch ldp."""
+    """A rows x cols output plane of a 3x3 stride-2 kernel (SIMD builds only), read
+    straight from the unpadded H x W plane x with top / left padding pt, pl (zeros
+    outside it)."""
     if floating is float:
-        cconv_dw3x3s2_band_f32(out, ldo, pe, po, ldp, w, rows, cols, b)
+        cconv_dw3x3s2_band_f32(out, cols, x, W, H, W, pt, pl, w, rows, cols, b)
     else:
-        cconv_dw3x3s2_band_f64(out, ldo, pe, po, ldp, w, rows, cols, b)
+        cconv_dw3x3s2_band_f64(out, cols, x, W, H, W, pt, pl, w, rows, cols, b)
 
 
 cdef inline void taps_block_s1(floating* dst, const floating* src, const floating* w,

@@ -81,7 +81,12 @@ BAND_CASES += [cases.depthwise_case(1, 2, m, hw, 3, stride=2, padding=p,
                                 # row split tails: 1..2 vectors of 16 / 8 lanes, both masked
                                 ((4, 23), 1, 1), ((6, 50), 1, 1), ((5, 47), 0, 1),
                                 ((3, 112), 1, 2), ((8, 13), 1, 1), ((2, 31), (1, 2), 1),
-                                ((70, 21), 1, 1), ((35, 9), ((2, 0), (1, 1)), 1), ((66, 66), 0, 1)]]
+                                ((70, 21), 1, 1), ((35, 9), ((2, 0), (1, 1)), 1), ((66, 66), 0, 1),
+                                # read straight from the input: padding wider than the plane
+                                # (all-padding taps), several column blocks, odd pitches
+                                ((1, 1), 3, 1), ((2, 3), ((4, 1), (5, 2)), 1), ((3, 300), 1, 1),
+                                ((5, 257), ((0, 2), (3, 0)), 2), ((4, 97), 2, 1),
+                                ((7, 130), ((1, 0), (0, 1)), 1)]]
 
 
 @pytest.mark.parametrize("case", BAND_CASES, ids=str)
