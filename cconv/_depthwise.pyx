@@ -7,15 +7,15 @@ Design note
   input channel ``c`` (torch's groups=C convention).
 * Parallel axis: (image, input channel) planes, statically scheduled. Each item
   computes all ``mult`` output planes of its input channel, so the padded copy of the
-  input plane is made once and reused.
-* Padding strategy: each thread owns a zero-bordered plane of size
+  input plane (plain kernels) is made once and reused.
+* Padding strategy: the band kernels (below) copy nothing: they read the input plane
+  itself, under lane masks that zero the columns outside it, with zero vectors for the
+  rows outside it (copying each plane into a zero-bordered one first was a third of
+  MobileNet's 112x112 3x3 layer and, split by column parity, 58% of its stride-2
+  layer). For the plain kernels each thread owns a zero-bordered plane of size
   ``(H + top + bottom) x (W + left + right)``; the border is zeroed once when the
-  buffer is allocated and only the interior is rewritten per item. The inner loops
-  therefore have no bounds checks and no branches. With the stride-1 band kernels (one
-  output plane per input plane) the rows are copied a band at a time, just ahead of the
-  band kernel that reads them, by vector row copies with masked tails. The 3x3 stride-2
-  band kernel copies nothing: it reads the input plane itself under lane masks that
-  zero the columns outside it, with zero vectors for the rows outside it.
+  buffer is allocated and only the interior is rewritten per item, so their inner
+  loops have no bounds checks and no branches.
 * 3x3 stride 1 and 2, and 5x5 stride 1 (float32), on builds with AVX-512
   (``_dwrows.pxd``): a band kernel runs down
   each plane in 64-column blocks, loading every input row once and feeding the output
@@ -80,35 +80,21 @@ cdef void depthwise_plane(const floating* xplane, floating* padded, floating* fu
                           Py_ssize_t T, Py_ssize_t KW, Py_ssize_t sh, Py_ssize_t sw,
                           Py_ssize_t dh, Py_ssize_t dw, Py_ssize_t Ho, Py_ssize_t Wo,
                           bint flat, Band band) noexcept nogil:
-    cdef Py_ssize_t i, q, j, oh
+    cdef Py_ssize_t q, j, oh
     cdef floating b
     cdef floating* out_j
     cdef const floating* w_j
     cdef floating* tmp = full + Ho * Wp + 64
-    cdef Py_ssize_t r0, nr, need, copied = 0
-    if band == BAND_S2:
-        # No padded copy: the kernel reads the plane itself (once per output plane).
+    if band != NO_BAND:
+        # No padded copy: the band kernels read the plane itself.
         for j in range(mult):
-            dw3x3s2_band(out_c + j * Ho * Wo, xplane, H, W, pt, pl, w_c + j * T, Ho, Wo,
-                         bias_c[j] if bias_c != NULL else 0)
-        return
-    # Output rows per band: each band reloads the kh - 1 input rows it shares with the
-    # last, so 8 per shared row (16 rows for 3x3, 32 for 5x5: EfficientNet's 28-row
-    # 5x5 planes in one band, 0.178 -> 0.167 ms; 3x3 planes best at 8 to 16).
-    cdef Py_ssize_t band_rows = 8 * (T // KW - 1)
-    if band == BAND_S1 and mult == 1 and dh == 1:
-        b = bias_c[0] if bias_c != NULL else 0
-        r0 = 0
-        while r0 < Ho:
-            nr = band_rows if r0 + band_rows <= Ho else Ho - r0
-            need = (r0 + nr - 1) * sh + T // KW - pt
-            if need > H:
-                need = H
-            if need > copied:
-                copy_input_rows(xplane, padded, copied, need, W, pt, pl, Wp)
-                copied = need
-            dw_band_s1(KW, out_c + r0 * Wo, Wo, padded + r0 * Wp, Wp, 1, dw, w_c, nr, Wo, b)
-            r0 += nr
+            b = bias_c[j] if bias_c != NULL else 0
+            if band == BAND_S2:
+                dw3x3s2_band(out_c + j * Ho * Wo, xplane, H, W, pt, pl, w_c + j * T, Ho, Wo,
+                             b)
+            else:
+                dw_band_s1(KW, out_c + j * Ho * Wo, xplane, H, W, pt, pl, dh, dw,
+                           w_c + j * T, Ho, Wo, b)
         return
     copy_input_rows(xplane, padded, 0, H, W, pt, pl, Wp)
     cdef bint k3x3 = T == 9 and KW == 3
@@ -118,9 +104,6 @@ cdef void depthwise_plane(const floating* xplane, floating* padded, floating* fu
         out_j = out_c + j * Ho * Wo
         w_j = w_c + j * T
         b = bias_c[j] if bias_c != NULL else 0
-        if band == BAND_S1:
-            dw_band_s1(KW, out_j, Wo, padded, Wp, dh, dw, w_j, Ho, Wo, b)
-            continue
         if flat:
             # Small planes: one span over the flattened padded plane (rows of Wp), then
             # keep the valid Wo columns of each row.
@@ -177,12 +160,6 @@ def depthwise_forward(const floating[:, :, :, ::1] x, const floating[:, :, :, ::
     elif (simd_band and KH == 3 and KW == 3 and sh == 2 and sw == 2 and dh == 1
             and dw == 1):
         band = BAND_S2
-    # Band rows start on a cache line (a pitch of whole vectors), so that a band's
-    # first load of each row does not split lines (1-3% on the depthwise suite cases,
-    # about the noise: kept because it costs nothing).
-    cdef Py_ssize_t lanes = bw // 4
-    if band == BAND_S1:
-        Wp = (Wp + lanes - 1) // lanes * lanes
     # Reads may run one block (at stride 2, two) past the last row used.
     cdef Py_ssize_t plane_alloc = Hp * Wp + 2 * bw * sw + Wp + 64
     # Tap offsets into the padded plane, (kh, kw) order: the weights' own order.
@@ -193,8 +170,8 @@ def depthwise_forward(const floating[:, :, :, ::1] x, const floating[:, :, :, ::
         for kw in range(KW):
             off[kh * KW + kw] = kh * dh * Wp + kw * dw
     cdef Py_ssize_t full_alloc = Ho * Wp + 64 + bw + 64
-    if band == BAND_S2:
-        # It reads the input itself: no plane to allocate and zero per thread.
+    if band != NO_BAND:
+        # The band kernels read the input itself: no plane to allocate and zero.
         plane_alloc = 64
         full_alloc = 64
     cdef const floating[::1] bias_view

@@ -19,6 +19,9 @@ cdef enum:
 # only explicit vector registers share them. Here each input row is loaded once (K
 # shifted vectors) and feeds the output rows that use it, through rotating row
 # accumulators: 3 loads per 9 FMAs for 3x3, about 95% of the FMA peak measured alone.
+# They read the unpadded input plane under lane masks (no padded copy). The loaded
+# vectors are named variables: held in a small array (X[kw]) gcc kept them on the
+# stack, and the 3x3 band ran 45% slower.
 # The FMA order of every output is the plain kernel's (bias, then taps in (kh, kw)
 # order), so the bits are identical (float32 5x5 and 3x3 of both dtypes; gcc's float64
 # plain 5x5 does not fuse its multiply-adds, so there is no float64 5x5 band).
@@ -53,25 +56,66 @@ cdef extern from *:
             else BLOCK(4, ml)                                                         \
         }
 
+    /* Stride 1, read straight from the unpadded input plane x (H x W, pitch ldx): the
+       block's kernel row ir is input row R = row0 + ir * rstep, and vector u of it loads
+       the K shifted vectors x[R][s0 + u L + kw dw], kw < K, s0 = j0 - pl, under lane
+       masks that zero the columns outside [0, W); a row outside [0, H) is K zero
+       vectors. So the padding is never stored anywhere. MODE says which vectors need
+       the masks (mk, per vector and kw), a compile-time constant of each copy so that
+       the others load unmasked: 0 none (the block is inside the plane), 3 the first and
+       the last (only they reach the borders), 4 all. */
+    #define CCONV_S1_MASKS(U, K)                                                      \
+        Py_ssize_t s0 = j0 - pl;                                                      \
+        MASKT mk[(U) * (K)];                                                          \
+        for (Py_ssize_t u = 0; u < U; u++)                                            \
+            for (Py_ssize_t kw = 0; kw < (K); kw++)                                   \
+                mk[u * (K) + kw] = COLS(s0 + u * LANES + kw * dw, W);
+    #define CCONV_S1_MASK(U, K, MODE, KW)                                             \
+        ((MODE) == 4 || ((MODE) == 3 && (u == 0 || u == (U) - 1)) ? mk[u * (K) + (KW)] : FULL)
+    #define CCONV_S1_ROW(R, U, K, MODE)                                               \
+        if ((R) >= 0 && (R) < H) {                                                    \
+            const SCALAR* xr = x + (R) * ldx + s0 + u * LANES;                        \
+            X0 = LOADZ(CCONV_S1_MASK(U, K, MODE, 0), xr);                             \
+            X1 = LOADZ(CCONV_S1_MASK(U, K, MODE, 1), xr + dw);                        \
+            X2 = LOADZ(CCONV_S1_MASK(U, K, MODE, 2), xr + 2 * dw);                    \
+            if ((K) == 5) {                                                           \
+                X3 = LOADZ(CCONV_S1_MASK(U, K, MODE, 3), xr + 3 * dw);                \
+                X4 = LOADZ(CCONV_S1_MASK(U, K, MODE, 4), xr + 4 * dw);                \
+            }                                                                         \
+        } else {                                                                      \
+            X0 = X1 = X2 = X3 = X4 = SETZERO();                                       \
+        }
+    /* The block's MODE, then the copy of BLOCK for it. */
+    #define CCONV_S1_BLOCK(BLOCK, U, MLAST, K)                                        \
+    {                                                                                 \
+        Py_ssize_t first = j0 - pl, reach = ((K) - 1) * dw;                           \
+        if (first >= 0 && first + (U) * LANES + reach <= W) BLOCK(U, MLAST, 0)        \
+        else if ((U) >= 3 && first + LANES >= 0                                       \
+                 && first + ((U) - 1) * LANES + reach <= W) BLOCK(U, MLAST, 3)        \
+        else BLOCK(U, MLAST, 4)                                                       \
+    }
+    #define CCONV_DW3X3_S1(U, MLAST) CCONV_S1_BLOCK(CCONV_DW3X3_BLOCK, U, MLAST, 3)
+    #define CCONV_DW5X5_S1(U, MLAST) CCONV_S1_BLOCK(CCONV_DW5X5_BLOCK, U, MLAST, 5)
+
     /* 3x3 stride 1, one column block over the band: input row ir completes output row
        ir - 2 (kh 2), advances ir - 1 (kh 1) and starts ir (kh 0). */
-    #define CCONV_DW3X3_BLOCK(U, MASK)                                                \
+    #define CCONV_DW3X3_BLOCK(U, MASK, MODE)                                          \
     {                                                                                 \
-        VEC A[U], B[U];                                                               \
+        CCONV_S1_MASKS(U, 3)                                                          \
+        VEC A[U], B[U], X0, X1, X2, X3, X4;                                           \
         for (Py_ssize_t u = 0; u < U; u++) { A[u] = vb; B[u] = vb; }  /* set before use */ \
         for (Py_ssize_t ir = 0; ir < rows + 2; ir++) {                                \
+            Py_ssize_t R = row0 + ir * rstep;                                         \
             for (Py_ssize_t u = 0; u < U; u++) {                                      \
-                const SCALAR* r = p + ir * ldp + j0 + u * LANES;                      \
-                MASKT mk = CCONV_MASK(U, MASK);                                       \
-                VEC x0 = LOADZ(mk, r), x1 = LOADZ(mk, r + dw);                        \
-                VEC x2 = LOADZ(mk, r + 2 * dw);                                       \
+                MASKT mo = CCONV_MASK(U, MASK);                                       \
+                CCONV_S1_ROW(R, U, 3, MODE)                                              \
                 if (ir >= 2)                                                          \
-                    STOREM(out + (ir - 2) * ldo + j0 + u * LANES, mk,                 \
-                           FMA(wv[8], x2, FMA(wv[7], x1, FMA(wv[6], x0, A[u]))));     \
+                    STOREM(out + (ir - 2) * ldo + j0 + u * LANES, mo,                 \
+                           FMA(wv[8], X2, FMA(wv[7], X1, FMA(wv[6], X0, A[u])))); \
                 if (ir >= 1 && ir <= rows)                                            \
-                    A[u] = FMA(wv[5], x2, FMA(wv[4], x1, FMA(wv[3], x0, B[u])));      \
+                    A[u] = FMA(wv[5], X2, FMA(wv[4], X1, FMA(wv[3], X0, B[u])));  \
                 if (ir < rows)                                                        \
-                    B[u] = FMA(wv[2], x2, FMA(wv[1], x1, FMA(wv[0], x0, vb)));        \
+                    B[u] = FMA(wv[2], X2, FMA(wv[1], X1, FMA(wv[0], X0, vb)));    \
             }                                                                         \
         }                                                                             \
     }
@@ -79,20 +123,19 @@ cdef extern from *:
     /* 5x5 stride 1: four rotating partial rows (output rows ir-1 .. ir-4 with kh taps
        0, 0-1, 0-2, 0-3 summed) and five shifted loads per input row for 25 FMAs. */
     #define CCONV_TAPS5(W, ACC)                                                       \
-        FMA((W)[4], x4, FMA((W)[3], x3, FMA((W)[2], x2, FMA((W)[1], x1, FMA((W)[0], x0, ACC)))))
-    #define CCONV_DW5X5_BLOCK(U, MASK)                                                \
+        FMA((W)[4], X4, FMA((W)[3], X3, FMA((W)[2], X2, FMA((W)[1], X1, FMA((W)[0], X0, ACC)))))
+    #define CCONV_DW5X5_BLOCK(U, MASK, MODE)                                          \
     {                                                                                 \
-        VEC P1[U], P2[U], P3[U], P4[U];                                               \
+        CCONV_S1_MASKS(U, 5)                                                          \
+        VEC P1[U], P2[U], P3[U], P4[U], X0, X1, X2, X3, X4;                           \
         for (Py_ssize_t u = 0; u < U; u++) { P1[u] = P2[u] = P3[u] = P4[u] = vb; }    \
         for (Py_ssize_t ir = 0; ir < rows + 4; ir++) {                                \
+            Py_ssize_t R = row0 + ir * rstep;                                         \
             for (Py_ssize_t u = 0; u < U; u++) {                                      \
-                const SCALAR* r = p + ir * ldp + j0 + u * LANES;                      \
-                MASKT mk = CCONV_MASK(U, MASK);                                       \
-                VEC x0 = LOADZ(mk, r), x1 = LOADZ(mk, r + dw);                        \
-                VEC x2 = LOADZ(mk, r + 2 * dw), x3 = LOADZ(mk, r + 3 * dw);           \
-                VEC x4 = LOADZ(mk, r + 4 * dw);                                       \
+                MASKT mo = CCONV_MASK(U, MASK);                                       \
+                CCONV_S1_ROW(R, U, 5, MODE)                                              \
                 if (ir >= 4)                                                          \
-                    STOREM(out + (ir - 4) * ldo + j0 + u * LANES, mk,                 \
+                    STOREM(out + (ir - 4) * ldo + j0 + u * LANES, mo,                 \
                            CCONV_TAPS5(wv + 20, P4[u]));                              \
                 if (ir >= 3 && ir < rows + 3) P4[u] = CCONV_TAPS5(wv + 15, P3[u]);    \
                 if (ir >= 2 && ir < rows + 2) P3[u] = CCONV_TAPS5(wv + 10, P2[u]);    \
@@ -157,20 +200,22 @@ cdef extern from *:
        in (kh, kw) order, for i < rows, j < cols (K = 3, 5). Stride 2 (3x3): the same with
        x[2 i + kh - pt][2 j + kw - pl], zero outside the H x W plane. */
     #define CCONV_DW_DEFINE(SUFFIX)                                                   \
-    static void cconv_dw3x3_band_##SUFFIX(SCALAR* out, Py_ssize_t ldo, const SCALAR* p,\
-            Py_ssize_t ldp, Py_ssize_t dw, const SCALAR* w, Py_ssize_t rows,          \
-            Py_ssize_t cols, SCALAR b)                                                \
-    { CCONV_DW_SETUP(9) CCONV_DW_COLUMNS(CCONV_DW3X3_BLOCK) }                         \
-    static void cconv_dw5x5_band_##SUFFIX(SCALAR* out, Py_ssize_t ldo, const SCALAR* p,\
-            Py_ssize_t ldp, Py_ssize_t dw, const SCALAR* w, Py_ssize_t rows,          \
-            Py_ssize_t cols, SCALAR b)                                                \
-    { CCONV_DW_SETUP(25) CCONV_DW_COLUMNS(CCONV_DW5X5_BLOCK) }                        \
     static inline MASKT cconv_cols_##SUFFIX(Py_ssize_t c0, Py_ssize_t n)              \
     {   /* the lanes l whose column c0 + l lies in [0, n) */                          \
         Py_ssize_t lo = c0 < 0 ? -c0 : 0, hi = n - c0 < LANES ? n - c0 : LANES;       \
         if (hi <= lo) return (MASKT) 0;                                               \
         return (MASKT)(((1u << hi) - 1u) & ~((1u << lo) - 1u));                       \
     }                                                                                 \
+    static void cconv_dw3x3_band_##SUFFIX(SCALAR* out, Py_ssize_t ldo,                \
+            const SCALAR* x, Py_ssize_t ldx, Py_ssize_t H, Py_ssize_t W,              \
+            Py_ssize_t row0, Py_ssize_t rstep, Py_ssize_t pl, Py_ssize_t dw,          \
+            const SCALAR* w, Py_ssize_t rows, Py_ssize_t cols, SCALAR b)              \
+    { CCONV_DW_SETUP(9) CCONV_DW_COLUMNS(CCONV_DW3X3_S1) }                            \
+    static void cconv_dw5x5_band_##SUFFIX(SCALAR* out, Py_ssize_t ldo,                \
+            const SCALAR* x, Py_ssize_t ldx, Py_ssize_t H, Py_ssize_t W,              \
+            Py_ssize_t row0, Py_ssize_t rstep, Py_ssize_t pl, Py_ssize_t dw,          \
+            const SCALAR* w, Py_ssize_t rows, Py_ssize_t cols, SCALAR b)              \
+    { CCONV_DW_SETUP(25) CCONV_DW_COLUMNS(CCONV_DW5X5_S1) }                           \
     static void cconv_dw3x3s2_band_##SUFFIX(SCALAR* out, Py_ssize_t ldo,              \
             const SCALAR* x, Py_ssize_t ldx, Py_ssize_t H, Py_ssize_t W,              \
             Py_ssize_t pt, Py_ssize_t pl, const SCALAR* w,                            \
@@ -263,12 +308,14 @@ cdef extern from *:
     #define CCONV_DW_SIMD 0
     /* Never called (CCONV_DW_SIMD is 0): only so that the module compiles. */
     #define CCONV_DW_STUBS(SUFFIX, SCALAR)                                            \
-    static void cconv_dw3x3_band_##SUFFIX(SCALAR* out, Py_ssize_t ldo, const SCALAR* p,\
-            Py_ssize_t ldp, Py_ssize_t dw, const SCALAR* w, Py_ssize_t rows,          \
-            Py_ssize_t cols, SCALAR b) {}                                             \
-    static void cconv_dw5x5_band_##SUFFIX(SCALAR* out, Py_ssize_t ldo, const SCALAR* p,\
-            Py_ssize_t ldp, Py_ssize_t dw, const SCALAR* w, Py_ssize_t rows,          \
-            Py_ssize_t cols, SCALAR b) {}                                             \
+    static void cconv_dw3x3_band_##SUFFIX(SCALAR* out, Py_ssize_t ldo,                \
+            const SCALAR* x, Py_ssize_t ldx, Py_ssize_t H, Py_ssize_t W,              \
+            Py_ssize_t row0, Py_ssize_t rstep, Py_ssize_t pl, Py_ssize_t dw,          \
+            const SCALAR* w, Py_ssize_t rows, Py_ssize_t cols, SCALAR b) {}           \
+    static void cconv_dw5x5_band_##SUFFIX(SCALAR* out, Py_ssize_t ldo,                \
+            const SCALAR* x, Py_ssize_t ldx, Py_ssize_t H, Py_ssize_t W,              \
+            Py_ssize_t row0, Py_ssize_t rstep, Py_ssize_t pl, Py_ssize_t dw,          \
+            const SCALAR* w, Py_ssize_t rows, Py_ssize_t cols, SCALAR b) {}           \
     static void cconv_dw3x3s2_band_##SUFFIX(SCALAR* out, Py_ssize_t ldo,              \
             const SCALAR* x, Py_ssize_t ldx, Py_ssize_t H, Py_ssize_t W,              \
             Py_ssize_t pt, Py_ssize_t pl, const SCALAR* w,                            \
@@ -285,17 +332,21 @@ cdef extern from *:
     #endif
     """
     const int CCONV_DW_SIMD
-    void cconv_dw3x3_band_f32(float* out, Py_ssize_t ldo, const float* p, Py_ssize_t ldp,
-                              Py_ssize_t dw, const float* w, Py_ssize_t rows,
+    void cconv_dw3x3_band_f32(float* out, Py_ssize_t ldo, const float* x, Py_ssize_t ldx,
+                              Py_ssize_t H, Py_ssize_t W, Py_ssize_t row0, Py_ssize_t rstep,
+                              Py_ssize_t pl, Py_ssize_t dw, const float* w, Py_ssize_t rows,
                               Py_ssize_t cols, float b) noexcept nogil
-    void cconv_dw3x3_band_f64(double* out, Py_ssize_t ldo, const double* p, Py_ssize_t ldp,
-                              Py_ssize_t dw, const double* w, Py_ssize_t rows,
+    void cconv_dw3x3_band_f64(double* out, Py_ssize_t ldo, const double* x, Py_ssize_t ldx,
+                              Py_ssize_t H, Py_ssize_t W, Py_ssize_t row0, Py_ssize_t rstep,
+                              Py_ssize_t pl, Py_ssize_t dw, const double* w, Py_ssize_t rows,
                               Py_ssize_t cols, double b) noexcept nogil
-    void cconv_dw5x5_band_f32(float* out, Py_ssize_t ldo, const float* p, Py_ssize_t ldp,
-                              Py_ssize_t dw, const float* w, Py_ssize_t rows,
+    void cconv_dw5x5_band_f32(float* out, Py_ssize_t ldo, const float* x, Py_ssize_t ldx,
+                              Py_ssize_t H, Py_ssize_t W, Py_ssize_t row0, Py_ssize_t rstep,
+                              Py_ssize_t pl, Py_ssize_t dw, const float* w, Py_ssize_t rows,
                               Py_ssize_t cols, float b) noexcept nogil
-    void cconv_dw5x5_band_f64(double* out, Py_ssize_t ldo, const double* p, Py_ssize_t ldp,
-                              Py_ssize_t dw, const double* w, Py_ssize_t rows,
+    void cconv_dw5x5_band_f64(double* out, Py_ssize_t ldo, const double* x, Py_ssize_t ldx,
+                              Py_ssize_t H, Py_ssize_t W, Py_ssize_t row0, Py_ssize_t rstep,
+                              Py_ssize_t pl, Py_ssize_t dw, const double* w, Py_ssize_t rows,
                               Py_ssize_t cols, double b) noexcept nogil
     void cconv_dw3x3s2_band_f32(float* out, Py_ssize_t ldo, const float* x, Py_ssize_t ldx,
                                 Py_ssize_t H, Py_ssize_t W, Py_ssize_t pt,
@@ -319,29 +370,32 @@ cdef inline void copy_row(floating* dst, const floating* src, Py_ssize_t n) noex
         cconv_copy_row_f64(dst, src, n)
 
 
-cdef inline void dw_band_s1(Py_ssize_t K, floating* out, Py_ssize_t ldo, const floating* p,
-                            Py_ssize_t ldp, Py_ssize_t dh, Py_ssize_t dw, const floating* w,
-                            Py_ssize_t rows, Py_ssize_t cols, floating b) noexcept nogil:
-    """A band of KxK (K = 3 or 5) stride-1 output rows (SIMD builds only): output row i
-    reads padded rows i, i + dh, ... With dh > 1 the rows split into dh interleaved
-    chains (rows r, r + dh, ...), each a dilation-1 band of pitch dh."""
+cdef inline void dw_band_s1(Py_ssize_t K, floating* out, const floating* x, Py_ssize_t H,
+                            Py_ssize_t W, Py_ssize_t pt, Py_ssize_t pl, Py_ssize_t dh,
+                            Py_ssize_t dw, const floating* w, Py_ssize_t rows,
+                            Py_ssize_t cols, floating b) noexcept nogil:
+    """A rows x cols output plane of a KxK (K = 3 or 5) stride-1 kernel (SIMD builds
+    only), read straight from the unpadded H x W plane x with top / left padding pt, pl
+    (zeros outside it): output row i reads input rows i - pt, i - pt + dh, ... With
+    dh > 1 the rows split into dh interleaved chains (rows r, r + dh, ...), each a
+    dilation-1 band of row step dh."""
     cdef Py_ssize_t r, n
     for r in range(dh if dh < rows else rows):
         n = (rows - r + dh - 1) // dh
         if floating is float:
             if K == 3:
-                cconv_dw3x3_band_f32(out + r * ldo, dh * ldo, p + r * ldp, dh * ldp, dw, w,
-                                     n, cols, b)
+                cconv_dw3x3_band_f32(out + r * cols, dh * cols, x, W, H, W, r - pt, dh, pl,
+                                     dw, w, n, cols, b)
             else:
-                cconv_dw5x5_band_f32(out + r * ldo, dh * ldo, p + r * ldp, dh * ldp, dw, w,
-                                     n, cols, b)
+                cconv_dw5x5_band_f32(out + r * cols, dh * cols, x, W, H, W, r - pt, dh, pl,
+                                     dw, w, n, cols, b)
         else:
             if K == 3:
-                cconv_dw3x3_band_f64(out + r * ldo, dh * ldo, p + r * ldp, dh * ldp, dw, w,
-                                     n, cols, b)
+                cconv_dw3x3_band_f64(out + r * cols, dh * cols, x, W, H, W, r - pt, dh, pl,
+                                     dw, w, n, cols, b)
             else:
-                cconv_dw5x5_band_f64(out + r * ldo, dh * ldo, p + r * ldp, dh * ldp, dw, w,
-                                     n, cols, b)
+                cconv_dw5x5_band_f64(out + r * cols, dh * cols, x, W, H, W, r - pt, dh, pl,
+                                     dw, w, n, cols, b)
 
 
 cdef inline void dw3x3s2_band(floating* out, const floating* x, Py_ssize_t H, Py_ssize_t W,
