@@ -94,6 +94,16 @@ cdef extern from *:
                  && first + ((U) - 1) * LANES + reach <= W) BLOCK(U, MLAST, 3)        \
         else BLOCK(U, MLAST, 4)                                                       \
     }
+    /* Stride 2: vector v of the 2 U + 1 loaded per row starts at column 2 j0 - pl + v L;
+       MODE 3 masks the first and the last two. */
+    #define CCONV_DW3X3S2(U, MLAST)                                                   \
+    {                                                                                 \
+        Py_ssize_t first = 2 * j0 - pl, end = first + (2 * (U) + 1) * LANES;          \
+        if (first >= 0 && end <= W) CCONV_DW3X3S2_BLOCK(U, MLAST, 0)                  \
+        else if (first + LANES >= 0 && end - 2 * LANES <= W)                          \
+            CCONV_DW3X3S2_BLOCK(U, MLAST, 3)                                          \
+        else CCONV_DW3X3S2_BLOCK(U, MLAST, 4)                                         \
+    }
     #define CCONV_DW3X3_S1(U, MLAST) CCONV_S1_BLOCK(CCONV_DW3X3_BLOCK, U, MLAST, 3)
     #define CCONV_DW5X5_S1(U, MLAST) CCONV_S1_BLOCK(CCONV_DW5X5_BLOCK, U, MLAST, 5)
 
@@ -155,17 +165,19 @@ cdef extern from *:
        the plane into split padded planes first was 58% of MobileNet's 112x112 stride-2
        layer; four loads per vector instead of two, 25% slower). Output row i reads input
        rows 2i - pt .. 2i + 2 - pt, the last shared with output row i + 1 (its kh 0). */
-    #define CCONV_S2_ROW(R, E0, O1, E2)                                               \
+    #define CCONV_S2_MASK(U, MODE, V)                                                 \
+        ((MODE) == 4 || ((MODE) == 3 && ((V) == 0 || (V) >= 2 * (U) - 1)) ? mv[V] : FULL)
+    #define CCONV_S2_ROW(R, U, MODE, E0, O1, E2)                                      \
         if ((R) >= 0 && (R) < H) {                                                    \
             const SCALAR* xr = x + (R) * ldx + s0 + 2 * u * LANES;                    \
-            VEC a = u == 0 ? LOADZ(mv[0], xr) : nxt;                                  \
-            VEC c = LOADZ(mv[2 * u + 1], xr + LANES);                                 \
-            nxt = LOADZ(mv[2 * u + 2], xr + 2 * LANES);                               \
+            VEC a = u == 0 ? LOADZ(CCONV_S2_MASK(U, MODE, 0), xr) : nxt;              \
+            VEC c = LOADZ(CCONV_S2_MASK(U, MODE, 2 * u + 1), xr + LANES);             \
+            nxt = LOADZ(CCONV_S2_MASK(U, MODE, 2 * u + 2), xr + 2 * LANES);           \
             E0 = PERM2(a, ie, c); O1 = PERM2(a, io, c); E2 = PERM2(E0, inext, nxt);   \
         } else {                                                                      \
             E0 = O1 = E2 = SETZERO();                                                 \
         }
-    #define CCONV_DW3X3S2_BLOCK(U, MASK)                                              \
+    #define CCONV_DW3X3S2_BLOCK(U, MASK, MODE)                                        \
     {                                                                                 \
         Py_ssize_t s0 = 2 * j0 - pl;                                                  \
         MASKT mv[2 * U + 1], mo[U];                                                   \
@@ -173,17 +185,17 @@ cdef extern from *:
         for (Py_ssize_t v = 0; v < 2 * U + 1; v++) mv[v] = COLS(s0 + v * LANES, W);   \
         for (Py_ssize_t u = 0; u < U; u++) {                                          \
             mo[u] = CCONV_MASK(U, MASK);                                              \
-            CCONV_S2_ROW(-pt, e0, o1, e2)                                             \
+            CCONV_S2_ROW(-pt, U, MODE, e0, o1, e2)                                       \
             B[u] = FMA(wv[2], e2, FMA(wv[1], o1, FMA(wv[0], e0, vb)));                \
         }                                                                             \
         for (Py_ssize_t i = 0; i < rows; i++) {                                       \
             Py_ssize_t r = 2 * i - pt;                                                \
             for (Py_ssize_t u = 0; u < U; u++) {                                      \
-                CCONV_S2_ROW(r + 1, e0, o1, e2)                                       \
+                CCONV_S2_ROW(r + 1, U, MODE, e0, o1, e2)                               \
                 T[u] = FMA(wv[5], e2, FMA(wv[4], o1, FMA(wv[3], e0, B[u])));          \
             }                                                                         \
             for (Py_ssize_t u = 0; u < U; u++) {                                      \
-                CCONV_S2_ROW(r + 2, e0, o1, e2)                                       \
+                CCONV_S2_ROW(r + 2, U, MODE, e0, o1, e2)                               \
                 STOREM(out + i * ldo + j0 + u * LANES, mo[u],                         \
                        FMA(wv[8], e2, FMA(wv[7], o1, FMA(wv[6], e0, T[u]))));         \
                 B[u] = FMA(wv[2], e2, FMA(wv[1], o1, FMA(wv[0], e0, vb)));            \
@@ -222,7 +234,7 @@ cdef extern from *:
             Py_ssize_t rows, Py_ssize_t cols, SCALAR b)                               \
     {                                                                                 \
         IVEC ie = IDX_EVEN, io = IDX_ODD, inext = IDX_NEXT;                           \
-        CCONV_DW_SETUP(9) CCONV_DW_COLUMNS(CCONV_DW3X3S2_BLOCK)                       \
+        CCONV_DW_SETUP(9) CCONV_DW_COLUMNS(CCONV_DW3X3S2)                             \
     }                                                                                 \
     static inline void cconv_copy_row_##SUFFIX(SCALAR* dst, const SCALAR* src,        \
                                                Py_ssize_t n)                          \
