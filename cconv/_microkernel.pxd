@@ -90,9 +90,13 @@ cdef inline void microkernel_8x32_f64(Py_ssize_t kc, const double* a0, Py_ssize_
 # and extracts them every k (vpextrq: two more uops on the FMA ports per 16 FMAs, about
 # 20% of the peak on a core with two 512-bit FMA units).
 
+# `add` (a constant at every call site, so each inlined copy keeps one form): C += the
+# product, or C = the product (the Winograd engine, whose C blocks start at zero: no
+# zeroing pass and no read of C).
+
 cdef inline void microkernel_packed_8x32_f32(Py_ssize_t kc, const float* a,
                                              const float* b, Py_ssize_t ldb,
-                                             float* c) noexcept nogil:
+                                             float* c, bint add) noexcept nogil:
     cdef float acc[8][32]
     cdef Py_ssize_t i, j, k
     cdef float ai
@@ -104,14 +108,19 @@ cdef inline void microkernel_packed_8x32_f32(Py_ssize_t kc, const float* a,
             ai = a[k * 8 + i]
             for j in range(32):
                 acc[i][j] += ai * b[k * ldb + j]
-    for i in range(8):
-        for j in range(32):
-            c[i * 32 + j] += acc[i][j]
+    if add:
+        for i in range(8):
+            for j in range(32):
+                c[i * 32 + j] += acc[i][j]
+    else:
+        for i in range(8):
+            for j in range(32):
+                c[i * 32 + j] = acc[i][j]
 
 
 cdef inline void microkernel_packed_4x32_f64(Py_ssize_t kc, const double* a,
                                              const double* b, Py_ssize_t ldb,
-                                             double* c) noexcept nogil:
+                                             double* c, bint add) noexcept nogil:
     # Rows i < 4 of an MR = 8 packed block (a points at the first of the four).
     cdef double acc[4][32]
     cdef Py_ssize_t i, j, k
@@ -124,9 +133,14 @@ cdef inline void microkernel_packed_4x32_f64(Py_ssize_t kc, const double* a,
             ai = a[k * 8 + i]
             for j in range(32):
                 acc[i][j] += ai * b[k * ldb + j]
-    for i in range(4):
-        for j in range(32):
-            c[i * 32 + j] += acc[i][j]
+    if add:
+        for i in range(4):
+            for j in range(32):
+                c[i * 32 + j] += acc[i][j]
+    else:
+        for i in range(4):
+            for j in range(32):
+                c[i * 32 + j] = acc[i][j]
 
 
 
@@ -193,13 +207,14 @@ cdef inline void microkernel(Py_ssize_t kc, const floating* a0, Py_ssize_t lda,
 
 cdef inline void microkernel_packed(Py_ssize_t kc, const floating* a, Py_ssize_t rows,
                                     const floating* b, Py_ssize_t ldb,
-                                    floating* c) noexcept nogil:
+                                    floating* c, bint add=True) noexcept nogil:
     """The packed-A micro-kernel of the dtype; `a` is the block's first k. Rows past
-    `rows` are zero in the packed weights; float64 skips a wholly empty half."""
+    `rows` are zero in the packed weights; float64 skips a wholly empty half (with
+    add=False its C rows are then left as they were)."""
     if floating is float:
-        microkernel_packed_8x32_f32(kc, a, b, ldb, c)
+        microkernel_packed_8x32_f32(kc, a, b, ldb, c, add)
     else:
-        microkernel_packed_4x32_f64(kc, a, b, ldb, c)
+        microkernel_packed_4x32_f64(kc, a, b, ldb, c, add)
         if rows > 4:
-            microkernel_packed_4x32_f64(kc, a + 4, b, ldb, c + 4 * 32)
+            microkernel_packed_4x32_f64(kc, a + 4, b, ldb, c + 4 * 32, add)
 

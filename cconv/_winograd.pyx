@@ -293,9 +293,8 @@ cdef bint run_item(const floating* x_img, const floating* U, const floating* bia
                 m_rows = C_out - mb * MR if C_out - mb * MR < MR else MR
                 for jt in range(n_jt):
                     c = Mbuf + (mb - g0) * 16 * stride_p + p * stride_p + jt * MR * NRW
-                    memset(c, 0, MR * NRW * sizeof(floating))
                     microkernel_packed(C_in, U + (p * n_mb + mb) * C_in * MR, m_rows,
-                                       V + p * ldv + jt * NRW, NT, c)
+                                       V + p * ldv + jt * NRW, NT, c, False)
         for mb in range(g0, g1):
             m_rows = C_out - mb * MR if C_out - mb * MR < MR else MR
             nonfinite |= transform_output(
