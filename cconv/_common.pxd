@@ -6,6 +6,7 @@ cdef extern from "stdlib.h" nogil:
 
 cdef extern from "string.h" nogil:
     void* memset(void* s, int c, size_t n)
+    void* memcpy(void* dest, const void* src, size_t n)
 
 # Scratch buffers are 64-byte aligned (one cache line, one zmm register).
 cdef inline void* scratch_alloc(size_t nbytes) noexcept nogil:

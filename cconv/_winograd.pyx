@@ -48,7 +48,8 @@ import numpy as np
 from cython cimport floating
 from cython.parallel cimport prange, parallel
 
-from cconv._common cimport scratch_alloc, free, memset, effective_threads, cconv_prefetch_l2
+from cconv._common cimport (scratch_alloc, free, memset, memcpy, effective_threads,
+                            cconv_prefetch_l2)
 from cconv._microkernel cimport MR, microkernel_packed
 from cconv.shapes import dilation_phases
 
@@ -152,8 +153,8 @@ cdef void transform_input(const floating* x_img, Py_ssize_t C_in, Py_ssize_t pla
                     cconv_prefetch_l2(xr + plane + hi - 1)
                 for c in range(lo):
                     vj[c] = 0
-                for c in range(lo, hi):
-                    vj[c] = xr[c]
+                # (gcc kept this loop scalar: 10% of the engine's time at 64 channels)
+                memcpy(vj + lo, xr + lo, (hi - lo) * sizeof(floating))
                 for c in range(hi, L):
                     vj[c] = 0
             # B^T over the rows, in place: (d0 - d2, d1 + d2, d2 - d1, d1 - d3).
