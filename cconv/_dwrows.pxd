@@ -37,6 +37,13 @@ cdef extern from *:
        SCALAR, VEC, LANES (values per vector), MASKT / FULL (lane masks), LOADZ (masked
        load, zeros past the mask), STOREM (masked store), FMA, SET1. */
 
+    /* Hides a pointer's value from the optimiser (an empty asm that "changes" it). */
+    #if defined(__GNUC__)
+    #define CCONV_OPAQUE(p) __asm__("" : "+r"(p))
+    #else
+    #define CCONV_OPAQUE(p) ((void)0)
+    #endif
+
     /* Column blocks of 4 vectors, then one block of 1-3 vectors for the rest, its last
        vector lane-masked. BLOCK(U, MLAST) masks vector u with CCONV_MASK(U, MLAST). A
        block walks every row of the band, so the vectors side by side are what keep
@@ -148,7 +155,7 @@ cdef extern from *:
         for (Py_ssize_t ir = 0; ir < rows + 4; ir++) {                                \
             Py_ssize_t R = row0 + ir * rstep;                                         \
             const SCALAR* ws = w;                                                     \
-            __asm__("" : "+r"(ws));  /* opaque: the broadcasts stay in the loop */    \
+            CCONV_OPAQUE(ws);  /* the broadcasts stay in the loop */                  \
             for (Py_ssize_t u = 0; u < U; u++) {                                      \
                 MASKT mo = CCONV_MASK(U, MASK);                                       \
                 CCONV_S1_ROW(R, U, 5, MODE)                                           \
