@@ -64,12 +64,12 @@ def _set_simd_band(bint enabled):
     return old
 
 
-cdef inline void copy_input_rows(const floating* xplane, floating* padded, Py_ssize_t i0,
-                                 Py_ssize_t i1, Py_ssize_t W, Py_ssize_t pt, Py_ssize_t pl,
-                                 Py_ssize_t Wp) noexcept nogil:
-    """Input rows i0 <= i < i1 into the padded plane."""
+cdef inline void copy_input_plane(const floating* xplane, floating* padded, Py_ssize_t H,
+                                  Py_ssize_t W, Py_ssize_t pt, Py_ssize_t pl,
+                                  Py_ssize_t Wp) noexcept nogil:
+    """The H x W input plane into the interior of the padded plane (rows of Wp)."""
     cdef Py_ssize_t i
-    for i in range(i0, i1):
+    for i in range(H):
         copy_row(padded + (i + pt) * Wp + pl, xplane + i * W, W)
 
 
@@ -96,7 +96,7 @@ cdef void depthwise_plane(const floating* xplane, floating* padded, floating* fu
                 dw_band_s1(KW, out_c + j * Ho * Wo, xplane, H, W, pt, pl, dh, dw,
                            w_c + j * T, Ho, Wo, b)
         return
-    copy_input_rows(xplane, padded, 0, H, W, pt, pl, Wp)
+    copy_input_plane(xplane, padded, H, W, pt, pl, Wp)
     cdef bint k3x3 = T == 9 and KW == 3
     cdef Py_ssize_t span
     cdef const floating* p

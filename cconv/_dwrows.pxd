@@ -125,14 +125,14 @@ cdef extern from *:
             Py_ssize_t R = row0 + ir * rstep;                                         \
             for (Py_ssize_t u = 0; u < U; u++) {                                      \
                 MASKT mo = CCONV_MASK(U, MASK);                                       \
-                CCONV_S1_ROW(R, U, 3, MODE)                                              \
+                CCONV_S1_ROW(R, U, 3, MODE)                                           \
                 if (ir >= 2)                                                          \
                     STOREM(out + (ir - 2) * ldo + j0 + u * LANES, mo,                 \
-                           FMA(wv[8], X2, FMA(wv[7], X1, FMA(wv[6], X0, A[u])))); \
+                           FMA(wv[8], X2, FMA(wv[7], X1, FMA(wv[6], X0, A[u]))));     \
                 if (ir >= 1 && ir <= rows)                                            \
-                    A[u] = FMA(wv[5], X2, FMA(wv[4], X1, FMA(wv[3], X0, B[u])));  \
+                    A[u] = FMA(wv[5], X2, FMA(wv[4], X1, FMA(wv[3], X0, B[u])));      \
                 if (ir < rows)                                                        \
-                    B[u] = FMA(wv[2], X2, FMA(wv[1], X1, FMA(wv[0], X0, vb)));    \
+                    B[u] = FMA(wv[2], X2, FMA(wv[1], X1, FMA(wv[0], X0, vb)));        \
             }                                                                         \
         }                                                                             \
     }
@@ -200,17 +200,17 @@ cdef extern from *:
         for (Py_ssize_t v = 0; v < 2 * U + 1; v++) mv[v] = COLS(s0 + v * LANES, W);   \
         for (Py_ssize_t u = 0; u < U; u++) {                                          \
             mo[u] = CCONV_MASK(U, MASK);                                              \
-            CCONV_S2_ROW(-pt, U, MODE, e0, o1, e2)                                       \
+            CCONV_S2_ROW(-pt, U, MODE, e0, o1, e2)                                    \
             B[u] = FMA(wv[2], e2, FMA(wv[1], o1, FMA(wv[0], e0, vb)));                \
         }                                                                             \
         for (Py_ssize_t i = 0; i < rows; i++) {                                       \
             Py_ssize_t r = 2 * i - pt;                                                \
             for (Py_ssize_t u = 0; u < U; u++) {                                      \
-                CCONV_S2_ROW(r + 1, U, MODE, e0, o1, e2)                               \
+                CCONV_S2_ROW(r + 1, U, MODE, e0, o1, e2)                              \
                 T[u] = FMA(wv[5], e2, FMA(wv[4], o1, FMA(wv[3], e0, B[u])));          \
             }                                                                         \
             for (Py_ssize_t u = 0; u < U; u++) {                                      \
-                CCONV_S2_ROW(r + 2, U, MODE, e0, o1, e2)                               \
+                CCONV_S2_ROW(r + 2, U, MODE, e0, o1, e2)                              \
                 STOREM(out + i * ldo + j0 + u * LANES, mo[u],                         \
                        FMA(wv[8], e2, FMA(wv[7], o1, FMA(wv[6], e0, T[u]))));         \
                 B[u] = FMA(wv[2], e2, FMA(wv[1], o1, FMA(wv[0], e0, vb)));            \
@@ -223,9 +223,10 @@ cdef extern from *:
         VEC wv[TAPS], vb = SET1(b);                                                   \
         for (Py_ssize_t t = 0; t < TAPS; t++) wv[t] = SET1(w[t]);
 
-    /* out[i * ldo + j] = b + sum_{kh, kw < K} w[K kh + kw] * p[(i + kh) * ldp + j + kw * dw]
-       in (kh, kw) order, for i < rows, j < cols (K = 3, 5). Stride 2 (3x3): the same with
-       x[2 i + kh - pt][2 j + kw - pl], zero outside the H x W plane. */
+    /* out[i * ldo + j] = b + sum_{kh, kw < K} w[K kh + kw] * x[row0 + (i + kh) rstep]
+       [j - pl + kw dw] in (kh, kw) order, for i < rows, j < cols (K = 3, 5), x zero
+       outside the H x W plane. Stride 2 (3x3): the same with x[2 i + kh - pt]
+       [2 j + kw - pl]. */
     #define CCONV_DW_DEFINE(SUFFIX)                                                   \
     static inline MASKT cconv_cols_##SUFFIX(Py_ssize_t c0, Py_ssize_t n)              \
     {   /* the lanes l whose column c0 + l lies in [0, n) */                          \
@@ -350,7 +351,7 @@ cdef extern from *:
     CCONV_DW_STUBS(f32, float)
     CCONV_DW_STUBS(f64, double)
     /* The row copy does get called: a plain loop, the same values. */
-    #define CCONV_ROW_COPY(SUFFIX, SCALAR)                                          \
+    #define CCONV_ROW_COPY(SUFFIX, SCALAR)                                            \
     static inline void cconv_copy_row_##SUFFIX(SCALAR* dst, const SCALAR* src,        \
                                                Py_ssize_t n)                          \
     { for (Py_ssize_t j = 0; j < n; j++) dst[j] = src[j]; }

@@ -91,8 +91,8 @@ cdef inline void microkernel_8x32_f64(Py_ssize_t kc, const double* a0, Py_ssize_
 # 20% of the peak on a core with two 512-bit FMA units).
 
 # `add` (a constant at every call site, so each inlined copy keeps one form): C += the
-# product, or C = the product (the Winograd engine, whose C blocks start at zero: no
-# zeroing pass and no read of C).
+# product, or C = 0 + the product (the Winograd engine, whose C blocks start at zero:
+# no zeroing pass and no read of C; the same bits as adding into zeros).
 
 cdef inline void microkernel_packed_8x32_f32(Py_ssize_t kc, const float* a,
                                              const float* b, Py_ssize_t ldb,
@@ -108,14 +108,9 @@ cdef inline void microkernel_packed_8x32_f32(Py_ssize_t kc, const float* a,
             ai = a[k * 8 + i]
             for j in range(32):
                 acc[i][j] += ai * b[k * ldb + j]
-    if add:
-        for i in range(8):
-            for j in range(32):
-                c[i * 32 + j] += acc[i][j]
-    else:
-        for i in range(8):
-            for j in range(32):
-                c[i * 32 + j] = acc[i][j]
+    for i in range(8):
+        for j in range(32):
+            c[i * 32 + j] = (c[i * 32 + j] if add else 0) + acc[i][j]
 
 
 cdef inline void microkernel_packed_4x32_f64(Py_ssize_t kc, const double* a,
@@ -133,14 +128,9 @@ cdef inline void microkernel_packed_4x32_f64(Py_ssize_t kc, const double* a,
             ai = a[k * 8 + i]
             for j in range(32):
                 acc[i][j] += ai * b[k * ldb + j]
-    if add:
-        for i in range(4):
-            for j in range(32):
-                c[i * 32 + j] += acc[i][j]
-    else:
-        for i in range(4):
-            for j in range(32):
-                c[i * 32 + j] = acc[i][j]
+    for i in range(4):
+        for j in range(32):
+            c[i * 32 + j] = (c[i * 32 + j] if add else 0) + acc[i][j]
 
 
 
