@@ -53,3 +53,52 @@ cdef extern from *:
     #endif
     """
     void cconv_prefetch_l2(const void* p) noexcept nogil
+
+# A 16 x 16 register transpose of float32 (AVX-512; plain loops elsewhere), shared by
+# the GEMM engine's stores and weight packing and the Winograd engine's wide transform.
+cdef extern from *:
+    """
+    #if defined(__AVX512F__)
+    #include <immintrin.h>
+    static inline void cconv_transpose16(__m512* r) {
+        __m512 t[16];
+        for (Py_ssize_t i = 0; i < 8; i++) {
+            t[2 * i] = _mm512_unpacklo_ps(r[2 * i], r[2 * i + 1]);
+            t[2 * i + 1] = _mm512_unpackhi_ps(r[2 * i], r[2 * i + 1]);
+        }
+        for (Py_ssize_t i = 0; i < 4; i++) {
+            r[4 * i + 0] = _mm512_shuffle_ps(t[4 * i + 0], t[4 * i + 2], 0x44);
+            r[4 * i + 1] = _mm512_shuffle_ps(t[4 * i + 0], t[4 * i + 2], 0xEE);
+            r[4 * i + 2] = _mm512_shuffle_ps(t[4 * i + 1], t[4 * i + 3], 0x44);
+            r[4 * i + 3] = _mm512_shuffle_ps(t[4 * i + 1], t[4 * i + 3], 0xEE);
+        }
+        for (Py_ssize_t i = 0; i < 4; i++) {
+            t[i] = _mm512_shuffle_f32x4(r[i], r[i + 4], 0x88);
+            t[i + 4] = _mm512_shuffle_f32x4(r[i], r[i + 4], 0xDD);
+            t[i + 8] = _mm512_shuffle_f32x4(r[i + 8], r[i + 12], 0x88);
+            t[i + 12] = _mm512_shuffle_f32x4(r[i + 8], r[i + 12], 0xDD);
+        }
+        for (Py_ssize_t i = 0; i < 8; i++) {
+            r[i] = _mm512_shuffle_f32x4(t[i], t[i + 8], 0x88);
+            r[i + 8] = _mm512_shuffle_f32x4(t[i], t[i + 8], 0xDD);
+        }
+    }
+    /* dst[j * ldd + i] = src[i * lda + j] for i, j < 16: one register transpose (the
+       weight packing of 1x1 convs, whose rows are contiguous). */
+    static void cconv_transpose16_copy(const float* src, Py_ssize_t lda, float* dst,
+                                       Py_ssize_t ldd) {
+        __m512 r[16];
+        for (Py_ssize_t i = 0; i < 16; i++) r[i] = _mm512_loadu_ps(src + i * lda);
+        cconv_transpose16(r);
+        for (Py_ssize_t j = 0; j < 16; j++) _mm512_storeu_ps(dst + j * ldd, r[j]);
+    }
+    #else
+    static void cconv_transpose16_copy(const float* src, Py_ssize_t lda, float* dst,
+                                       Py_ssize_t ldd) {
+        for (Py_ssize_t j = 0; j < 16; j++)
+            for (Py_ssize_t i = 0; i < 16; i++) dst[j * ldd + i] = src[i * lda + j];
+    }
+    #endif
+    """
+    void cconv_transpose16_copy(const float* src, Py_ssize_t lda, float* dst,
+                                Py_ssize_t ldd) noexcept nogil

@@ -15,6 +15,7 @@ from cconv.shapes import dilation_phases
 class Algorithm(enum.Enum):
     IMPLICIT_GEMM = "implicit_gemm"          # standard / grouped / strided / dilated conv
     WINOGRAD = "winograd"                    # 3x3 stride 1: F(2x2, 3x3), 2.25x fewer MACs
+    WINOGRAD_WIDE = "winograd_wide"          # the same, all tiles at once, channels chunked
     POINTWISE = "pointwise"                  # 1x1, no padding: the GEMM engine, one tap
     DEPTHWISE = "depthwise"                  # groups == C_in: per-plane row kernels
     TRANSPOSED_PHASES = "transposed_phases"  # transposed conv as a per-phase gather GEMM
@@ -99,6 +100,47 @@ def winograd_pays(p: ConvParams) -> bool:
     return winograd < direct
 
 
+# The wide Winograd mode (_winograd.run_all_wide), for more input channels than the
+# blocked items hold: every tile of an image at once, the input channels in chunks, the
+# weights transformed per chunk and per call. Costs in multiply-add equivalents of its
+# GEMM, fitted to ASPP's dilation-6 layer (2048 -> 256 at 33x33, float32, 1 thread;
+# 2.95 G GEMM multiply-adds in 48 ms): per tile, transform position and input channel
+# WIDE_INPUT_COST (the channels-last copy and the input transform, 10 ms), per tile,
+# position and output channel WIDE_OUTPUT_COST (the output transform, 1.6 ms), per
+# transformed weight WIDE_WEIGHT_COST (3.8 ms).
+WIDE_INPUT_COST = 56
+WIDE_OUTPUT_COST = 74
+WIDE_WEIGHT_COST = 28
+# The direct conv's speed on such layers, against its real taps: their input lines of a
+# K-block (512 of the 9 x C_in k) do not stay in L1 over its output-channel blocks
+# (measured: ASPP's dilation 6 80% of the peak, 1024 -> 256 at 14x14 74%).
+WIDE_DIRECT_EFFICIENCY = 0.8
+# M, the products of every tile of an image (16 x tiles x output channels), at most:
+# larger maps would keep the blocked engine's or the GEMM's memory instead.
+WIDE_MAX_PRODUCT_BYTES = 64 * 2**20
+
+
+def winograd_wide_pays(p: ConvParams) -> bool:
+    """Whether the wide Winograd mode beats the implicit GEMM on ``p``: only past the
+    blocked engine's channel limit (WINOGRAD_MAX_C_IN), and by the cost model above
+    against the direct conv's real taps. ASPP's dilation 6 (2048 channels at 33x33:
+    324 tiles, 1.46x fewer multiply-adds than the real taps) pays; dilation 12 and 18
+    (576 and 900 tiles of mostly padding) do not."""
+    if not winograd_applies(p) or p.C_in <= WINOGRAD_MAX_C_IN:
+        return False
+    N, C_out = p.output_shape[:2]
+    tiles, _ = winograd_tiles(p)
+    blocks = -(-tiles // WINOGRAD_BLOCK_TILES)
+    if 16 * blocks * WINOGRAD_BLOCK_TILES * C_out * p.dtype.itemsize > WIDE_MAX_PRODUCT_BYTES:
+        return False
+    columns = -(-tiles // WINOGRAD_TILE_COLUMNS) * WINOGRAD_TILE_COLUMNS
+    wide = (16 * N * columns * p.C_in * C_out
+            + 16 * N * tiles * (WIDE_INPUT_COST * p.C_in + WIDE_OUTPUT_COST * C_out)
+            + 16 * p.C_in * C_out * WIDE_WEIGHT_COST)
+    direct = N * _real_taps(p) * p.C_in * C_out / WIDE_DIRECT_EFFICIENCY
+    return wide < direct
+
+
 def _real_taps(p: ConvParams) -> int:
     """(output, tap) pairs of one image whose tap reads the input, not the padding: the
     work of the implicit GEMM where it skips padding taps (its best case)."""
@@ -145,4 +187,6 @@ def select_algorithm(p: ConvParams) -> Algorithm:
         return Algorithm.POINTWISE
     if winograd_pays(p):
         return Algorithm.WINOGRAD
+    if winograd_wide_pays(p):
+        return Algorithm.WINOGRAD_WIDE
     return Algorithm.IMPLICIT_GEMM

@@ -17,6 +17,7 @@ from cconv._params import ConvParams, normalize
 
 _NUMPY_PAD_MODE = {"reflect": "reflect", "replicate": "edge", "circular": "wrap"}
 _NO_PADDING = ((0, 0), (0, 0))
+_WINOGRAD = (Algorithm.WINOGRAD, Algorithm.WINOGRAD_WIDE)  # the two F(2x2, 3x3) modes
 
 # Shared parameter documentation, written once (scipy's _ni_docstrings habit).
 _DOCS = {
@@ -92,9 +93,9 @@ def _convolution(op: str, input, weight, bias=None, plan_cache=None, b_source=No
     p, a = normalize(op, input, weight, bias, **kwargs)
     if algorithm is None:
         algorithm = select_algorithm(p)
-        if algorithm is Algorithm.WINOGRAD and b_source is not None:
+        if algorithm in _WINOGRAD and b_source is not None:
             algorithm = Algorithm.IMPLICIT_GEMM  # forcing how the GEMM reads B forces it
-    elif algorithm is Algorithm.WINOGRAD and not winograd_applies(p):
+    elif algorithm in _WINOGRAD and not winograd_applies(p):
         raise ValueError(f"the Winograd engine cannot run {p}")
     out = a["out"]
     if out is None:
@@ -124,6 +125,9 @@ def _convolution(op: str, input, weight, bias=None, plan_cache=None, b_source=No
                                      p.n_threads)
     elif algorithm is Algorithm.WINOGRAD and _winograd_conv(p, x, a["w"], a["b"], out,
                                                             padding, plan_cache):
+        pass
+    elif algorithm is Algorithm.WINOGRAD_WIDE and _winograd.run_wide(
+            x, a["w"], a["b"], out, padding, p.dilation, p.n_threads):
         pass
     else:
         # (Also where the Winograd engine gave a non-finite output: the direct sum

@@ -63,7 +63,7 @@ from cython cimport floating
 from cython.parallel cimport prange, parallel
 
 from cconv._common cimport (scratch_alloc, free, floor_div, ceil_div, effective_threads,
-                            cconv_prefetch_l2)
+                            cconv_prefetch_l2, cconv_transpose16_copy)
 from cconv._microkernel cimport (MR, NR_F32, NR_F64, KC, microkernel, microkernel_packed,
                                  microkernel_direct_8x32_f32, microkernel_direct_4x32_f64)
 
@@ -151,29 +151,6 @@ cdef extern from *:
        64-channel 3x3 conv. Only values are moved: the bits are the scalar copy's. */
     #if defined(__AVX512F__)
     #include <immintrin.h>
-    static inline void cconv_transpose16(__m512* r) {
-        __m512 t[16];
-        for (Py_ssize_t i = 0; i < 8; i++) {
-            t[2 * i] = _mm512_unpacklo_ps(r[2 * i], r[2 * i + 1]);
-            t[2 * i + 1] = _mm512_unpackhi_ps(r[2 * i], r[2 * i + 1]);
-        }
-        for (Py_ssize_t i = 0; i < 4; i++) {
-            r[4 * i + 0] = _mm512_shuffle_ps(t[4 * i + 0], t[4 * i + 2], 0x44);
-            r[4 * i + 1] = _mm512_shuffle_ps(t[4 * i + 0], t[4 * i + 2], 0xEE);
-            r[4 * i + 2] = _mm512_shuffle_ps(t[4 * i + 1], t[4 * i + 3], 0x44);
-            r[4 * i + 3] = _mm512_shuffle_ps(t[4 * i + 1], t[4 * i + 3], 0xEE);
-        }
-        for (Py_ssize_t i = 0; i < 4; i++) {
-            t[i] = _mm512_shuffle_f32x4(r[i], r[i + 4], 0x88);
-            t[i + 4] = _mm512_shuffle_f32x4(r[i], r[i + 4], 0xDD);
-            t[i + 8] = _mm512_shuffle_f32x4(r[i + 8], r[i + 12], 0x88);
-            t[i + 12] = _mm512_shuffle_f32x4(r[i + 8], r[i + 12], 0xDD);
-        }
-        for (Py_ssize_t i = 0; i < 8; i++) {
-            r[i] = _mm512_shuffle_f32x4(t[i], t[i + 8], 0x88);
-            r[i + 8] = _mm512_shuffle_f32x4(t[i], t[i + 8], 0xDD);
-        }
-    }
     /* Columns 2 apart (a stride-2 phase of a transposed conv): the lanes spread by an
        expand and written under an even-lane mask, the other phase's columns untouched. */
     static inline __mmask16 cconv_even_lanes(Py_ssize_t n) {
@@ -260,15 +237,6 @@ cdef extern from *:
         cconv_transpose16(r);
         for (Py_ssize_t j = 0; j < 16; j++) _mm512_storeu_ps(dst + doff[j], r[j]);
     }
-    /* dst[j * ldd + i] = src[i * lda + j] for i, j < 16: one register transpose (the
-       weight packing of 1x1 convs, whose rows are contiguous). */
-    static void cconv_transpose16_copy(const float* src, Py_ssize_t lda, float* dst,
-                                       Py_ssize_t ldd) {
-        __m512 r[16];
-        for (Py_ssize_t i = 0; i < 16; i++) r[i] = _mm512_loadu_ps(src + i * lda);
-        cconv_transpose16(r);
-        for (Py_ssize_t j = 0; j < 16; j++) _mm512_storeu_ps(dst + j * ldd, r[j]);
-    }
     #else
     static void cconv_ct_store(const float* c, Py_ssize_t npos, Py_ssize_t rows,
                                float* out, Py_ssize_t ldo, Py_ssize_t dcs) {
@@ -292,11 +260,6 @@ cdef extern from *:
         for (Py_ssize_t j = 0; j < 16; j++)
             for (Py_ssize_t i = 0; i < 16; i++) dst[doff[j] + i] = src[i * lda + j];
     }
-    static void cconv_transpose16_copy(const float* src, Py_ssize_t lda, float* dst,
-                                       Py_ssize_t ldd) {
-        for (Py_ssize_t j = 0; j < 16; j++)
-            for (Py_ssize_t i = 0; i < 16; i++) dst[j * ldd + i] = src[i * lda + j];
-    }
     #endif
     static const cconv_ct_kernel_t cconv_ct_kernels[15] = {
         0, cconv_ct_kernel_1, cconv_ct_kernel_2, cconv_ct_kernel_3, cconv_ct_kernel_4,
@@ -310,8 +273,6 @@ cdef extern from *:
     const cconv_ct_kernel_t* cconv_ct_kernels
     void cconv_ct_store(const float* c, Py_ssize_t npos, Py_ssize_t rows, float* out,
                         Py_ssize_t ldo, Py_ssize_t dcs) noexcept nogil
-    void cconv_transpose16_copy(const float* src, Py_ssize_t lda, float* dst,
-                                Py_ssize_t ldd) noexcept nogil
     void cconv_transpose16_scatter(const float* src, Py_ssize_t lda, float* dst,
                                    const Py_ssize_t* doff) noexcept nogil
     void cconv_store_stride2_f32(float* dst, const float* src, Py_ssize_t n) noexcept nogil

@@ -34,6 +34,15 @@ direct conv (Lavin and Gray, "Fast Algorithms for Convolutional Neural Networks"
 * Determinism: every output is computed in one item by the same sequence of
   operations (the micro-kernel's k order is the input channel order), whatever the
   thread count or the chunking.
+* Wide mode (``run_all_wide``, for more input channels than an item holds: ASPP's
+  2048): every tile of an image at once and the input channels in chunks of CK. Per
+  chunk its weights are transformed (U of the chunk only: the whole U of 2048 -> 256
+  channels is 34 MB, more than it costs to transform per call), its input is copied
+  into a zero-bordered channels-last buffer and transformed 16 channels per vector
+  (any dilation is then only a patch stride: no phase planes, no short tile rows), and
+  the products of every (position, chunk of m-blocks) add into one M for all tiles. U
+  is read once per call and V once per chunk, where the blocked items each stream all
+  of U (33 MB per block of 64 tiles for ASPP) and their whole V from memory.
 * Dilation: dilation_h x dilation_w undilated convs, one per pair of row and column
   phases (``phase_table``), of the input split into phase planes first; the tiles of
   all phases share the flat tile order, so a block may hold several phases' tiles.
@@ -49,7 +58,7 @@ from cython cimport floating
 from cython.parallel cimport prange, parallel
 
 from cconv._common cimport (scratch_alloc, free, memset, memcpy, effective_threads,
-                            cconv_prefetch_l2)
+                            cconv_prefetch_l2, cconv_transpose16_copy)
 from cconv._microkernel cimport MR, microkernel_packed
 from cconv.shapes import dilation_phases
 
@@ -58,6 +67,9 @@ cdef enum:
     NT = 64   # tiles per work item at most (two micro-kernel tiles of 32 columns)
     NRW = 32  # columns of one micro-kernel tile (NR_F32 = NR_F64 = 32)
     MG = 4    # m-blocks per group sharing one pass over V (M buffer 16 x MG x 8 x NT)
+    CK = 256  # input channels per chunk of a wide call (run_wide), a multiple of WL
+    WL = 16   # channels per vector of the wide input transform
+    WIDE_TILES = 16  # tiles per transform item of a wide call
 
 
 cdef enum:
@@ -379,6 +391,179 @@ cdef Py_ssize_t run_all(const floating* x, const floating* U, const floating* bi
     return 1 if any_nonfinite else 0
 
 
+cdef void wide_fill(const floating* x_img, Py_ssize_t plane, Py_ssize_t W, Py_ssize_t kc,
+                    Py_ssize_t y0, Py_ssize_t y1, Py_ssize_t Wb, floating* buf) noexcept nogil:
+    """Input rows [y0, y1) of kc channels (x_img at the first) into the zero-bordered,
+    channels-last chunk buffer: buf[((y * Wb + x) * CK + ci] (buf at row and column 0 of
+    the input). The source lines of the kc channels (one row segment each) stay in L1
+    while each position's channels are written contiguously."""
+    cdef Py_ssize_t y, xx, ci
+    cdef const floating* src
+    cdef floating* dst
+    for y in range(y0, y1):
+        for xx in range(W):
+            src = x_img + y * W + xx
+            dst = buf + (y * Wb + xx) * CK
+            for ci in range(kc):
+                dst[ci] = src[ci * plane]
+
+
+cdef void wide_transform(const floating* buf, const Py_ssize_t* org, Py_ssize_t t0,
+                         Py_ssize_t t1, Py_ssize_t kc, Py_ssize_t rs, Py_ssize_t cs,
+                         floating* V, Py_ssize_t ldp) noexcept nogil:
+    """V of tiles [t0, t1) for the chunk's kc channels, WL channels per pass (the
+    transforms' adds vectorised over channels, so a phase of a few tiles costs no more
+    per tile than the tiles of a wide map): tile t's 4x4 patch at buf + org[t] * CK,
+    rows rs apart, columns cs apart (the dilation); V[p * ldp + (t // 32) * CK * 32 +
+    ci * 32 + t % 32] (each 32-tile column block a contiguous kc x 32 panel of the
+    micro-kernel). The same B^T d B, in the same order, as transform_input."""
+    cdef floating d[16][WL]
+    cdef floating e[16][WL]
+    cdef floating R[16][WL][WL]   # [p][tile of the group][channel]
+    cdef Py_ssize_t g, t, tt, cv, r, c, l, p
+    cdef const floating* bp
+    cdef floating* vt
+    # Groups of WL tiles (t0 a multiple of WL): each position's WL x WL block of the
+    # group is transposed into V's rows (tiles contiguous), where lane-by-lane stores
+    # of each vector were two thirds of this function's time.
+    for g in range(t0, t1, 16):    # WL = 16
+        for cv in range(0, kc, 16):
+            for tt in range(WL):
+                t = g + tt
+                if t >= t1:
+                    for p in range(16):
+                        for l in range(WL):
+                            R[p][tt][l] = 0
+                    continue
+                bp = buf + org[t] * CK + cv
+                for r in range(4):
+                    for c in range(4):
+                        for l in range(WL):
+                            d[4 * r + c][l] = bp[r * rs + c * cs + l]
+                for c in range(4):
+                    for l in range(WL):
+                        e[c][l] = d[c][l] - d[8 + c][l]
+                        e[4 + c][l] = d[4 + c][l] + d[8 + c][l]
+                        e[8 + c][l] = d[8 + c][l] - d[4 + c][l]
+                        e[12 + c][l] = d[4 + c][l] - d[12 + c][l]
+                for r in range(4):
+                    for l in range(WL):
+                        R[4 * r][tt][l] = e[4 * r][l] - e[4 * r + 2][l]
+                        R[4 * r + 1][tt][l] = e[4 * r + 1][l] + e[4 * r + 2][l]
+                        R[4 * r + 2][tt][l] = e[4 * r + 2][l] - e[4 * r + 1][l]
+                        R[4 * r + 3][tt][l] = e[4 * r + 1][l] - e[4 * r + 3][l]
+            vt = V + (g // NRW) * CK * NRW + cv * NRW + g % NRW
+            for p in range(16):
+                if floating is float:
+                    cconv_transpose16_copy(&R[p][0][0], WL, vt + p * ldp, NRW)
+                else:
+                    for l in range(WL):
+                        for tt in range(WL):
+                            vt[p * ldp + l * NRW + tt] = R[p][tt][l]
+
+
+cdef Py_ssize_t run_all_wide(const floating* x, const floating* w, const floating* bias,
+                         floating* out, Py_ssize_t N, Py_ssize_t C_in, Py_ssize_t C_out,
+                         Py_ssize_t H, Py_ssize_t W, Py_ssize_t plane_out,
+                         const Py_ssize_t* ph, Py_ssize_t n_ph, Py_ssize_t n_tiles,
+                         const Py_ssize_t* org, Py_ssize_t Hb, Py_ssize_t Wb,
+                         Py_ssize_t pt, Py_ssize_t pl, Py_ssize_t dh, Py_ssize_t dw,
+                         int n_threads) noexcept nogil:
+    """Every tile of an image at once, input channels in chunks of CK (wide calls: many
+    input channels). Returns 1 if an output is non-finite, -1 if scratch memory failed.
+
+    Per chunk, all threads copy its channels into a zero-bordered channels-last buffer,
+    transform every tile (V of the chunk: 16 x CK x all tiles), then run the products
+    of every (position, chunk of m-blocks) item, adding into M, which holds every
+    tile's products for the whole call. So U is read once per call and V once per
+    chunk, where the blocked items of run_all each stream all of U and their whole V
+    from memory (ASPP's 2048 channels at 33x33: 33 MB of U per block of 64 tiles).
+    Each M tile sums its chunks in chunk order, whatever the thread count; then every
+    (block of NT tiles, m-block) is transformed back."""
+    cdef Py_ssize_t n_mb = (C_out + MR - 1) // MR
+    cdef Py_ssize_t n_blocks = (n_tiles + NT - 1) // NT
+    cdef Py_ssize_t n_jt = (n_tiles + NRW - 1) // NRW
+    cdef Py_ssize_t stride_p = (NT // NRW) * MR * NRW
+    cdef Py_ssize_t ldp = n_jt * CK * NRW
+    cdef Py_ssize_t n_mchunks = n_threads if n_threads < n_mb else n_mb
+    cdef Py_ssize_t per_mchunk = (n_mb + n_mchunks - 1) // n_mchunks
+    cdef Py_ssize_t n_titems = (n_tiles + WIDE_TILES - 1) // WIDE_TILES
+    cdef Py_ssize_t rs = dh * Wb * CK, cs = dw * CK, plane_in = H * W
+    cdef Py_ssize_t n, c0, kc, item, blk, t0, t1, nt, p, mb, mb0, mb1, jt, m_rows, ci
+    cdef floating* V = <floating*> scratch_alloc(16 * ldp * sizeof(floating))
+    cdef floating* Uc = <floating*> scratch_alloc(16 * n_mb * CK * MR * sizeof(floating))
+    cdef floating* buf = <floating*> scratch_alloc(Hb * Wb * CK * sizeof(floating))
+    cdef floating* Macc = <floating*> scratch_alloc(n_blocks * n_mb * 16 * stride_p
+                                                    * sizeof(floating))
+    cdef floating* ybuf
+    cdef floating* c
+    cdef bint failed = V == NULL or Uc == NULL or buf == NULL or Macc == NULL
+    cdef bint any_nonfinite = False
+    cdef bint* failed_out = &failed
+    cdef bint* nonfinite_out = &any_nonfinite
+    if not failed:
+        # The border of buf stays zero (only the input's positions are rewritten per
+        # chunk); the columns past the last tile stay zero (the GEMM reads them).
+        memset(buf, 0, Hb * Wb * CK * sizeof(floating))
+        memset(V, 0, 16 * ldp * sizeof(floating))
+    for n in range(N if not failed else 0):
+        c0 = 0
+        while c0 < C_in:
+            kc = C_in - c0 if C_in - c0 < CK else CK
+            for item in prange(n_mb, nogil=True, num_threads=n_threads, schedule="static"):
+                transform_weight_block(w, C_out, C_in, Uc, item, c0, c0 + kc, CK)
+            for item in prange(H, nogil=True, num_threads=n_threads, schedule="static"):
+                wide_fill(x + (n * C_in + c0) * plane_in, plane_in, W, kc, item, item + 1,
+                          Wb, buf + (pt * Wb + pl) * CK)
+            for item in prange(n_titems, nogil=True, num_threads=n_threads,
+                               schedule="static"):
+                t0 = item * WIDE_TILES
+                t1 = t0 + WIDE_TILES if t0 + WIDE_TILES < n_tiles else n_tiles
+                wide_transform(buf, org, t0, t1, kc, rs, cs, V, ldp)
+            for item in prange(16 * n_mchunks, nogil=True, num_threads=n_threads,
+                               schedule="static"):
+                p = item // n_mchunks
+                mb0 = (item % n_mchunks) * per_mchunk
+                mb1 = mb0 + per_mchunk if mb0 + per_mchunk < n_mb else n_mb
+                for jt in range(n_jt):
+                    for mb in range(mb0, mb1):
+                        m_rows = C_out - mb * MR if C_out - mb * MR < MR else MR
+                        c = (Macc + ((jt // 2) * n_mb + mb) * 16 * stride_p + p * stride_p
+                             + (jt % 2) * MR * NRW)
+                        # The next C tile (1 KiB, in memory: M is every tile's): read
+                        # at the end of the call, its latency was not hidden.
+                        for ci in range(MR * NRW * sizeof(floating) // 64):
+                            cconv_prefetch_l2(c + 16 * stride_p + ci * (64 // sizeof(floating)))
+                        microkernel_packed(kc, Uc + (p * n_mb + mb) * CK * MR,
+                                           m_rows, V + p * ldp + jt * CK * NRW, NRW, c,
+                                           c0 > 0)
+            c0 += kc
+        with parallel(num_threads=n_threads):
+            ybuf = <floating*> scratch_alloc(4 * NT * sizeof(floating))
+            for item in prange(n_blocks * n_mb, schedule="static"):
+                if ybuf == NULL:
+                    failed_out[0] = True
+                    continue
+                blk = item // n_mb
+                mb = item % n_mb
+                t0 = blk * NT
+                nt = n_tiles - t0 if n_tiles - t0 < NT else NT
+                m_rows = C_out - mb * MR if C_out - mb * MR < MR else MR
+                if transform_output(Macc + (blk * n_mb + mb) * 16 * stride_p, m_rows,
+                                    out + (n * C_out + mb * MR) * plane_out, plane_out, ph,
+                                    n_ph, t0, nt, (bias + mb * MR) if bias != NULL else NULL,
+                                    ybuf):
+                    nonfinite_out[0] = True
+            free(ybuf)
+    free(V)
+    free(Uc)
+    free(buf)
+    free(Macc)
+    if failed:
+        return -1
+    return 1 if any_nonfinite else 0
+
+
 # The 3x3 weights of 8 output channels (rows of 72 values: 8 input channels x 9 taps,
 # row_stride apart) as 72 vectors over the 8 channels, gT[j * 8 + i] = w[i][j]: nine
 # 8 x 8 register transposes. Loading them value by value into the lanes (a scalar load
@@ -444,11 +629,13 @@ cdef inline void g_rows(floating a, floating b, floating c, floating* u,
 
 
 cdef void transform_weight_block(const floating* w, Py_ssize_t C_out, Py_ssize_t C_in,
-                                 floating* U, Py_ssize_t mb) noexcept nogil:
-    """U[p][mb][ci][i] = (G g G^T)[p] of g = w[mb * MR + i, ci] (3x3), zero past C_out.
-    WCI channels at a time into a local block, then copied out as 16 runs of WCI * MR
-    values: storing each value straight into its p plane (16 planes a power of two
-    apart) thrashed L1 (2.9 ms for 256 x 256 channels)."""
+                                 floating* U, Py_ssize_t mb, Py_ssize_t c_begin,
+                                 Py_ssize_t c_end, Py_ssize_t u_ch) noexcept nogil:
+    """U[p][mb][ci - c_begin][i] = (G g G^T)[p] of g = w[mb * MR + i, ci] (3x3) for
+    c_begin <= ci < c_end, zero past C_out; U holds u_ch channels per (p, m-block) (all
+    C_in, or a wide call's chunk). WCI channels at a time into a local block, then
+    copied out as 16 runs of WCI * MR values: storing each value straight into its p
+    plane (16 planes a power of two apart) thrashed L1 (2.9 ms for 256 x 256)."""
     cdef Py_ssize_t n_mb = (C_out + MR - 1) // MR
     cdef Py_ssize_t ci0, nci, ci, i, p, r
     cdef Py_ssize_t rows = C_out - mb * MR if C_out - mb * MR < MR else MR
@@ -457,14 +644,14 @@ cdef void transform_weight_block(const floating* w, Py_ssize_t C_out, Py_ssize_t
     cdef floating blk[16 * WCI * MR]
     cdef float gT[WCI * 9 * MR]  # float32: WCI channels' taps as vectors over the block
     cdef floating* u
-    cdef Py_ssize_t ldp = n_mb * C_in * MR
+    cdef Py_ssize_t ldp = n_mb * u_ch * MR
     cdef floating half = 0.5
     for r in range(9):
         for i in range(MR):
             g[r][i] = 0            # rows past C_out stay zero
-    ci0 = 0
-    while ci0 < C_in:
-        nci = C_in - ci0 if C_in - ci0 < WCI else WCI
+    ci0 = c_begin
+    while ci0 < c_end:
+        nci = c_end - ci0 if c_end - ci0 < WCI else WCI
         if floating is float:
             if rows == MR:
                 # 8 input channels at a time, transposed in registers into gT.
@@ -503,7 +690,7 @@ cdef void transform_weight_block(const floating* w, Py_ssize_t C_out, Py_ssize_t
                 g_rows(v0, v1, v2, u + 12 * WCI * MR + i, WCI * MR)
         for p in range(16):
             for r in range(nci * MR):
-                U[p * ldp + (mb * C_in + ci0) * MR + r] = blk[p * WCI * MR + r]
+                U[p * ldp + (mb * u_ch + ci0 - c_begin) * MR + r] = blk[p * WCI * MR + r]
         ci0 += WCI
 
 
@@ -521,7 +708,7 @@ def pack_weights(const floating[:, :, :, ::1] w, int n_threads):
     cdef floating* up = &Uv[0]
     cdef Py_ssize_t mb
     for mb in prange(n_mb, nogil=True, num_threads=n_threads, schedule="static"):
-        transform_weight_block(wp, C_out, C_in, up, mb)
+        transform_weight_block(wp, C_out, C_in, up, mb, 0, C_in, C_in)
     return U
 
 
@@ -629,6 +816,46 @@ def run(x, U, bias, out, padding, dilation, int n_threads):
     return status == 0
 
 
+def run_wide(x, w, bias, out, padding, dilation, int n_threads):
+    """The same conv in wide form (run_all_wide): every tile of an image at once, the
+    input channels in chunks whose weights are transformed as they are reached (the
+    whole U of 2048 -> 256 channels is 34 MB, more than it costs to transform per
+    call). w is the (C_out, C_in, 3, 3) weight array; otherwise as ``run``."""
+    N, C_in, H, W = x.shape
+    _, C_out, H_out, W_out = out.shape
+    ph, n_tiles, _, _ = phase_table(H, W, H_out, W_out, padding, dilation)
+    org, Hb, Wb = wide_origins(ph, W_out, dilation)
+    macs = 64.0 * N * C_out * C_in * n_tiles
+    status = _run_wide(x.reshape(-1), w.reshape(-1), bias, out.reshape(-1), N, C_in, C_out,
+                       H, W, H_out * W_out, ph.reshape(-1), len(ph), n_tiles, org,
+                       max(Hb, H + padding[0][0]), max(Wb, W + padding[1][0]),
+                       padding[0][0], padding[1][0], dilation[0], dilation[1],
+                       effective_threads(n_threads, 16 * n_threads, macs))
+    if status < 0:
+        raise MemoryError("cconv: could not allocate the Winograd kernel's scratch memory")
+    return status == 0
+
+
+def wide_origins(ph, Py_ssize_t W_out, dilation):
+    """``(org, Hb, Wb)`` of a wide call: each flat tile's first output (its patch's
+    first value in the zero-bordered buffer, whose row and column 0 are the padded
+    input's) as ``oy * Wb + ox``, and the buffer's rows and columns (through the last
+    patch value of every tile)."""
+    dh, dw = dilation
+    oy_all, ox_all = [], []
+    for row in ph:
+        oy0, ox0 = divmod(int(row[PO_OFF]), W_out)
+        ty = np.arange((row[PO_H] + 1) // 2, dtype=np.intp)
+        tx = np.arange(row[P_TILES_X], dtype=np.intp)
+        oy_all.append(np.repeat(oy0 + 2 * dh * ty, len(tx)))
+        ox_all.append(np.tile(ox0 + 2 * dw * tx, len(ty)))
+    oy = np.concatenate(oy_all) if oy_all else np.zeros(0, dtype=np.intp)
+    ox = np.concatenate(ox_all) if ox_all else np.zeros(0, dtype=np.intp)
+    Hb = int(oy.max()) + 3 * dh + 1 if len(oy) else 1
+    Wb = int(ox.max()) + 3 * dw + 1 if len(ox) else 1
+    return np.ascontiguousarray(oy * Wb + ox, dtype=np.intp), Hb, Wb
+
+
 def _run(const floating[::1] x, const floating[::1] U, bias, floating[::1] out,
          Py_ssize_t N, Py_ssize_t C_in, Py_ssize_t C_out, Py_ssize_t plane_in,
          Py_ssize_t plane_out, const Py_ssize_t[::1] ph, Py_ssize_t n_ph,
@@ -642,4 +869,22 @@ def _run(const floating[::1] x, const floating[::1] U, bias, floating[::1] out,
     with nogil:
         status = run_all(&x[0], &U[0], bp, &out[0], N, C_in, C_out, plane_in, plane_out,
                          &ph[0], n_ph, n_tiles, n_blocks, per_chunk, n_threads)
+    return status
+
+
+def _run_wide(const floating[::1] x, const floating[::1] w, bias, floating[::1] out,
+              Py_ssize_t N, Py_ssize_t C_in, Py_ssize_t C_out, Py_ssize_t H, Py_ssize_t W,
+              Py_ssize_t plane_out, const Py_ssize_t[::1] ph, Py_ssize_t n_ph,
+              Py_ssize_t n_tiles, const Py_ssize_t[::1] org, Py_ssize_t Hb, Py_ssize_t Wb,
+              Py_ssize_t pt, Py_ssize_t pl, Py_ssize_t dh, Py_ssize_t dw, int n_threads):
+    cdef const floating[::1] b
+    cdef const floating* bp = NULL
+    cdef Py_ssize_t status
+    if bias is not None:
+        b = bias
+        bp = &b[0]
+    with nogil:
+        status = run_all_wide(&x[0], &w[0], bp, &out[0], N, C_in, C_out, H, W, plane_out,
+                          &ph[0], n_ph, n_tiles, &org[0], Hb, Wb, pt, pl, dh, dw,
+                          n_threads)
     return status

@@ -29,6 +29,8 @@ SCRIPT = textwrap.dedent('''
 
     winograd = types.SimpleNamespace(conv2d=functools.partial(
         _functional._convolution, "conv2d", algorithm=Algorithm.WINOGRAD))
+    wide = types.SimpleNamespace(conv2d=functools.partial(
+        _functional._convolution, "conv2d", algorithm=Algorithm.WINOGRAD_WIDE))
 
     libc = ctypes.CDLL(None, use_errno=True)
     PAGE = mmap.PAGESIZE
@@ -79,13 +81,14 @@ SCRIPT = textwrap.dedent('''
                     both_ends(lambda x, o: cconv.conv_transpose2d(x, w, stride=s, padding=p,
                                                                   out=o, n_threads=t),
                               (1, 4, 5, W), dt, rng)
-                # The Winograd engine (forced: at these sizes it would not be chosen),
-                # odd and even output widths and heights, padding 0 and 1.
+                # The Winograd engine in both modes (forced: at these sizes it would not
+                # be chosen), odd and even output widths and heights, padding 0 and 1.
                 ww = rng.standard_normal((9, 5, 3, 3)).astype(dt)
                 for p, d in [(0, 1), (1, 1), (2, 2), (3, 3)]:
-                    both_ends(lambda x, o: winograd.conv2d(x, ww, padding=p, dilation=d,
+                    for mode in (winograd, wide):
+                        both_ends(lambda x, o: mode.conv2d(x, ww, padding=p, dilation=d,
                                                            out=o, n_threads=t),
-                              (1, 5, 5 + W % 2, W), dt, rng)
+                                  (1, 5, 5 + W % 2, W), dt, rng)
                 wd = rng.standard_normal((4, 1, 3, 3)).astype(dt)
                 wp = rng.standard_normal((6, 4)).astype(dt)
                 both_ends(lambda x, o: cconv.separable_conv2d(x, wd, wp, padding=1, out=o,
