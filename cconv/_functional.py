@@ -123,11 +123,8 @@ def _convolution(op: str, input, weight, bias=None, plan_cache=None, b_source=No
     elif algorithm is Algorithm.DEPTHWISE:
         _depthwise.depthwise_forward(x, a["w"], a["b"], out, p.stride, padding, p.dilation,
                                      p.n_threads)
-    elif algorithm is Algorithm.WINOGRAD and _winograd_conv(p, x, a["w"], a["b"], out,
-                                                            padding, plan_cache):
-        pass
-    elif algorithm is Algorithm.WINOGRAD_WIDE and _winograd.run_wide(
-            x, a["w"], a["b"], out, padding, p.dilation, p.n_threads):
+    elif algorithm in _WINOGRAD and _winograd_conv(p, x, a["w"], a["b"], out, padding,
+                                                   plan_cache, algorithm):
         pass
     else:
         # (Also where the Winograd engine gave a non-finite output: the direct sum
@@ -143,17 +140,23 @@ def _convolution(op: str, input, weight, bias=None, plan_cache=None, b_source=No
     return out if p.batched else out[0]
 
 
-def _winograd_conv(p: ConvParams, x, w, bias, out, padding, plan_cache) -> bool:
-    """Run the F(2x2, 3x3) engine; False if an output is non-finite (the caller then
-    recomputes the layer with the implicit GEMM). A layer object transforms its weights
-    once (kept in its plan cache with the array they came from)."""
+def _winograd_conv(p: ConvParams, x, w, bias, out, padding, plan_cache, algorithm) -> bool:
+    """Run the F(2x2, 3x3) engine in the mode chosen; False if an output is non-finite
+    (the caller then recomputes the layer with the implicit GEMM). A layer object
+    transforms its weights once (kept in its plan cache with the array they came
+    from); a call without one transforms them per call, all at once (blocked) or a
+    chunk of input channels at a time (wide)."""
     cached = plan_cache.get("winograd") if plan_cache is not None else None
     if cached is not None and cached[0] is w:
         U = cached[1]
-    else:
+    elif plan_cache is not None or algorithm is Algorithm.WINOGRAD:
         U = _winograd.pack_weights(w, p.n_threads)
         if plan_cache is not None:
             plan_cache["winograd"] = (w, U)
+    else:
+        U = None
+    if algorithm is Algorithm.WINOGRAD_WIDE:
+        return _winograd.run_wide(x, w, bias, out, padding, p.dilation, p.n_threads, U)
     return _winograd.run(x, U, bias, out, padding, p.dilation, p.n_threads)
 
 

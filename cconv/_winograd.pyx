@@ -479,7 +479,8 @@ cdef void wide_transform(const floating* buf, const Py_ssize_t* org, Py_ssize_t 
                             vt[p * ldp + l * NRW + tt] = R[p][tt][l]
 
 
-cdef Py_ssize_t run_all_wide(const floating* x, const floating* w, const floating* bias,
+cdef Py_ssize_t run_all_wide(const floating* x, const floating* w, const floating* U,
+                             const floating* bias,
                          floating* out, Py_ssize_t N, Py_ssize_t C_in, Py_ssize_t C_out,
                          Py_ssize_t H, Py_ssize_t W, Py_ssize_t plane_out,
                          const Py_ssize_t* ph, Py_ssize_t n_ph, Py_ssize_t n_tiles,
@@ -508,13 +509,17 @@ cdef Py_ssize_t run_all_wide(const floating* x, const floating* w, const floatin
     cdef Py_ssize_t rs = dh * Wb * CK, cs = dw * CK, plane_in = H * W
     cdef Py_ssize_t n, c0, kc, item, blk, t0, t1, nt, p, mb, mb0, mb1, jt, m_rows, ci
     cdef floating* V = <floating*> scratch_alloc(16 * ldp * sizeof(floating))
-    cdef floating* Uc = <floating*> scratch_alloc(16 * n_mb * CK * MR * sizeof(floating))
+    # Weights: U from pack_weights (a layer object's, transformed once) read in place,
+    # or each chunk's transformed into Uc as it is reached.
+    cdef floating* Uc = (<floating*> scratch_alloc(16 * n_mb * CK * MR * sizeof(floating))
+                         if U == NULL else NULL)
+    cdef Py_ssize_t ldu = CK if U == NULL else C_in   # channels per (position, m-block)
     cdef floating* buf = <floating*> scratch_alloc(Hb * Wb * CK * sizeof(floating))
     cdef floating* Macc = <floating*> scratch_alloc(n_blocks * n_mb * 16 * stride_p
                                                     * sizeof(floating))
     cdef floating* ybuf
     cdef floating* c
-    cdef bint failed = V == NULL or Uc == NULL or buf == NULL or Macc == NULL
+    cdef bint failed = V == NULL or (U == NULL and Uc == NULL) or buf == NULL or Macc == NULL
     cdef bint any_nonfinite = False
     cdef bint* failed_out = &failed
     cdef bint* nonfinite_out = &any_nonfinite
@@ -527,7 +532,8 @@ cdef Py_ssize_t run_all_wide(const floating* x, const floating* w, const floatin
         c0 = 0
         while c0 < C_in:
             kc = C_in - c0 if C_in - c0 < CK else CK
-            for item in prange(n_mb, nogil=True, num_threads=n_threads, schedule="static"):
+            for item in prange(n_mb if U == NULL else 0, nogil=True, num_threads=n_threads,
+                               schedule="static"):
                 transform_weight_block(w, C_out, C_in, Uc, item, c0, c0 + kc, CK)
             for item in prange(H, nogil=True, num_threads=n_threads, schedule="static"):
                 wide_fill(x + (n * C_in + c0) * plane_in, plane_in, W, kc, item, item + 1,
@@ -551,7 +557,8 @@ cdef Py_ssize_t run_all_wide(const floating* x, const floating* w, const floatin
                         # at the end of the call, its latency was not hidden.
                         for ci in range(MR * NRW * sizeof(floating) // 64):
                             cconv_prefetch_l2(c + 16 * stride_p + ci * (64 // sizeof(floating)))
-                        microkernel_packed(kc, Uc + (p * n_mb + mb) * CK * MR,
+                        microkernel_packed(kc, (Uc + (p * n_mb + mb) * CK * MR if U == NULL
+                                                else U + ((p * n_mb + mb) * C_in + c0) * MR),
                                            m_rows, V + p * ldp + jt * CK * NRW, NRW, c,
                                            c0 > 0)
             c0 += kc
@@ -833,17 +840,18 @@ def run(x, U, bias, out, padding, dilation, int n_threads):
     return status == 0
 
 
-def run_wide(x, w, bias, out, padding, dilation, int n_threads):
+def run_wide(x, w, bias, out, padding, dilation, int n_threads, U=None):
     """The same conv in wide form (run_all_wide): every tile of an image at once, the
     input channels in chunks whose weights are transformed as they are reached (the
     whole U of 2048 -> 256 channels is 34 MB, more than it costs to transform per
-    call). w is the (C_out, C_in, 3, 3) weight array; otherwise as ``run``."""
+    call), or read from U (pack_weights; a layer object's, kept). w is the (C_out,
+    C_in, 3, 3) weight array; otherwise as ``run``."""
     N, C_in, H, W = x.shape
     _, C_out, H_out, W_out = out.shape
     ph, n_tiles, _, _ = phase_table(H, W, H_out, W_out, padding, dilation)
     org, Hb, Wb = wide_origins(ph, W_out, dilation)
     macs = 64.0 * N * C_out * C_in * n_tiles
-    status = _run_wide(x.reshape(-1), w.reshape(-1), bias, out.reshape(-1), N, C_in, C_out,
+    status = _run_wide(x.reshape(-1), w.reshape(-1), U, bias, out.reshape(-1), N, C_in, C_out,
                        H, W, H_out * W_out, ph.reshape(-1), len(ph), n_tiles, org,
                        max(Hb, H + padding[0][0]), max(Wb, W + padding[1][0]),
                        padding[0][0], padding[1][0], dilation[0], dilation[1],
@@ -889,19 +897,24 @@ def _run(const floating[::1] x, const floating[::1] U, bias, floating[::1] out,
     return status
 
 
-def _run_wide(const floating[::1] x, const floating[::1] w, bias, floating[::1] out,
+def _run_wide(const floating[::1] x, const floating[::1] w, U, bias, floating[::1] out,
               Py_ssize_t N, Py_ssize_t C_in, Py_ssize_t C_out, Py_ssize_t H, Py_ssize_t W,
               Py_ssize_t plane_out, const Py_ssize_t[::1] ph, Py_ssize_t n_ph,
               Py_ssize_t n_tiles, const Py_ssize_t[::1] org, Py_ssize_t Hb, Py_ssize_t Wb,
               Py_ssize_t pt, Py_ssize_t pl, Py_ssize_t dh, Py_ssize_t dw, int n_threads):
     cdef const floating[::1] b
     cdef const floating* bp = NULL
+    cdef const floating[::1] u
+    cdef const floating* up = NULL
     cdef Py_ssize_t status
     if bias is not None:
         b = bias
         bp = &b[0]
+    if U is not None:
+        u = U
+        up = &u[0]
     with nogil:
-        status = run_all_wide(&x[0], &w[0], bp, &out[0], N, C_in, C_out, H, W, plane_out,
+        status = run_all_wide(&x[0], &w[0], up, bp, &out[0], N, C_in, C_out, H, W, plane_out,
                           &ph[0], n_ph, n_tiles, &org[0], Hb, Wb, pt, pl, dh, dw,
                           n_threads)
     return status

@@ -226,6 +226,21 @@ def test_a_layer_object_transforms_its_weights_once():
     np.testing.assert_array_equal(first, cconv.conv2d(x, w, padding=1))
 
 
+def test_a_layer_object_in_the_wide_mode_transforms_its_weights_once():
+    rng = np.random.default_rng(6)
+    x = rand(rng, (1, 1024, 14, 14), np.float32)
+    w = rand(rng, (256, 1024, 3, 3), np.float32)
+    p, _ = normalize("conv2d", x, w, None, padding=1)
+    assert select_algorithm(p) is Algorithm.WINOGRAD_WIDE
+    layer = cconv.Conv2d(w, padding=1)
+    first = layer(x)
+    kept = layer._plans["winograd"][1]
+    assert layer(x) is not first and layer._plans["winograd"][1] is kept
+    # The kept U and the per-chunk transform of a plain call: the same values, bits.
+    np.testing.assert_array_equal(first, cconv.conv2d(x, w, padding=1))
+    np.testing.assert_array_equal(first, layer(x))
+
+
 @pytest.mark.parametrize("d", [1, 2, 3, 6, 12])
 def test_dilation_phases_cover_every_output_once_and_read_the_same_inputs(d):
     from cconv.shapes import conv_output_size, dilation_phases
