@@ -149,6 +149,8 @@ SOURCES = sorted((Path(cconv.__file__).resolve().parent).glob("*.p[yx][xd]"))
 def _c_int_names(text):
     """Names declared with a C int/long/short type (``cdef int a, b`` and parameters)."""
     names = []
+    # Docstrings are prose ("short tile rows" is no declaration): drop them first.
+    text = re.sub(r'"""[\s\S]*?"""', "", text)
     for line in text.splitlines():
         code = line.split("#", 1)[0]
         for m in re.finditer(r"\b(?:unsigned\s+)?(?:int|long|short)\b(?!\s*\()\s*\*?\s*"
