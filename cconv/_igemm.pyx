@@ -108,6 +108,49 @@ ctypedef void (*direct_kernel_f64)(Py_ssize_t, const double*, const double*,
 # being the bias: the same rounding as adding acc to a copy of it).
 cdef extern from *:
     """
+    #if CCONV_GEMM_AVX2
+    /* AVX2 (see _microkernel.pxd): NP positions x 32 channels (4 ymm) as sub-tiles of
+       3 positions x 4 vectors (12 accumulators; per k, four weight loads and three
+       broadcasts), the last 1 or 2 positions alone, over chunks of CCONV_KCH k of the
+       segments in order; the same FMAs per output as the loop below, so its bits. */
+    #define CCONV_CT_SUB(R)                                                            \
+    CCONV_SUBTILE_F32(cconv_sub_ct##R##_f32, R, 4, b + boff[k] + i, a + k * 32,         \
+                      const float* restrict a, const float* restrict b,                 \
+                      const Py_ssize_t* restrict boff)
+    CCONV_CT_SUB(1) CCONV_CT_SUB(2) CCONV_CT_SUB(3)
+    #define CCONV_CT_KERNEL(NP)                                                            \
+    static void cconv_ct_kernel_##NP(Py_ssize_t nseg, const Py_ssize_t* restrict seg,      \
+                                     const float* restrict a,                              \
+                                     const float* restrict b,                              \
+                                     const Py_ssize_t* restrict boff,                      \
+                                     float* restrict c,                                    \
+                                     const float* restrict init) {                         \
+        float t[NP * 32] __attribute__((aligned(32)));                                     \
+        int first = 1;                                                                     \
+        for (Py_ssize_t s = 0; s < nseg; s++) {                                            \
+            for (Py_ssize_t k0 = seg[2 * s]; k0 < seg[2 * s + 1]; k0 += CCONV_KCH) {       \
+                Py_ssize_t k1 = k0 + CCONV_KCH < seg[2 * s + 1] ? k0 + CCONV_KCH           \
+                                                                : seg[2 * s + 1];          \
+                for (Py_ssize_t p = 0; p + 3 <= NP; p += 3)                                \
+                    cconv_sub_ct3_f32(k0, k1, first, t + p * 32, a, b + p, boff);          \
+                if (NP % 3 == 2)                                                           \
+                    cconv_sub_ct2_f32(k0, k1, first, t + (NP - 2) * 32, a, b + NP - 2,     \
+                                      boff);                                               \
+                if (NP % 3 == 1)                                                           \
+                    cconv_sub_ct1_f32(k0, k1, first, t + (NP - 1) * 32, a, b + NP - 1,     \
+                                      boff);                                               \
+                first = 0;                                                                 \
+            }                                                                              \
+        }                                                                                  \
+        if (first)                                                                         \
+            for (Py_ssize_t j = 0; j < NP * 32; j++) t[j] = 0;                             \
+        if (init)                                                                          \
+            for (Py_ssize_t i = 0; i < NP; i++)                                            \
+                for (Py_ssize_t j = 0; j < 32; j++) c[i * 32 + j] = init[j] + t[i * 32 + j]; \
+        else                                                                               \
+            for (Py_ssize_t j = 0; j < NP * 32; j++) c[j] += t[j];                         \
+    }
+    #else
     #define CCONV_CT_KERNEL(NP)                                                            \
     static void cconv_ct_kernel_##NP(Py_ssize_t nseg, const Py_ssize_t* restrict seg,      \
                                      const float* restrict a,                              \
@@ -135,6 +178,7 @@ cdef extern from *:
             for (Py_ssize_t i = 0; i < NP; i++)                                            \
                 for (Py_ssize_t j = 0; j < 32; j++) c[i * 32 + j] += acc[i][j];            \
     }
+    #endif
     CCONV_CT_KERNEL(1) CCONV_CT_KERNEL(2) CCONV_CT_KERNEL(3) CCONV_CT_KERNEL(4)
     CCONV_CT_KERNEL(5) CCONV_CT_KERNEL(6) CCONV_CT_KERNEL(7) CCONV_CT_KERNEL(8)
     CCONV_CT_KERNEL(9) CCONV_CT_KERNEL(10) CCONV_CT_KERNEL(11) CCONV_CT_KERNEL(12)

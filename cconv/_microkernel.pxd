@@ -17,6 +17,176 @@ cdef enum:
     KC = 512
 
 
+# AVX2 register tiles (16 ymm registers: machines without AVX-512, e.g. Zen 3). The
+# portable kernels below keep an 8 x 32 float32 tile, 32 ymm vectors: gcc spills them
+# and ran at 35-40% of the FMA peak there. Here a tile is computed as sub-tiles of at
+# most 12 accumulators (6 rows x 2 vectors and 2 rows x 4, float32; 4 rows x 3 vectors
+# of doubles), each over a chunk of KCH k: per chunk and sub-tile the partial sums are
+# loaded from a local tile buffer, run through KCH FMAs each, and stored back. A
+# partial sum is a float in a register or in memory alike, so every output still gets
+# one FMA per k in k order from zero, then c += acc: the portable kernels' bits. The
+# chunk's B rows (KCH x 128 bytes) stay in L1 for the sub-tiles after the first (a
+# whole K-block's, 64 KiB, did not: its sub-tiles then streamed B from L2 each).
+cdef extern from *:
+    """
+    #if defined(__AVX2__) && defined(__FMA__) && !defined(__AVX512F__)
+    #include <immintrin.h>
+    #define CCONV_GEMM_AVX2 1
+    #define CCONV_KCH 64
+    #define CCONV_UNROLL _Pragma("GCC unroll 16")
+
+    /* One sub-tile: acc[i][v] (R x V vectors of L lanes; partial sums at t + i * 32 +
+       v * L) += broadcast(*(XS)) * (YV)[v * L ..] for k in [k0, k1), XS an expression
+       in k and i, YV one in k. `first`: the partial sums start at zero. */
+    #define CCONV_SUBTILE(NAME, T, VT, L, LOADU, LOADA, STOREA, ZERO, BCAST, FMADD,      \\
+                          R, V, XS, YV, ...)                                             \\
+    static inline __attribute__((always_inline)) void NAME(                             \\
+            Py_ssize_t k0, Py_ssize_t k1, int first, T* restrict t, __VA_ARGS__) {      \\
+        VT acc[R][V];                                                                   \\
+        CCONV_UNROLL for (Py_ssize_t i = 0; i < R; i++)                                        \\
+            CCONV_UNROLL for (Py_ssize_t v = 0; v < V; v++)                                    \\
+                acc[i][v] = first ? ZERO() : LOADA(t + i * 32 + v * L);                 \\
+        for (Py_ssize_t k = k0; k < k1; k++) {                                          \\
+            const T* yk = (YV);                                                         \\
+            VT yv[V];                                                                   \\
+            CCONV_UNROLL for (Py_ssize_t v = 0; v < V; v++) yv[v] = LOADU(yk + v * L);         \\
+            CCONV_UNROLL for (Py_ssize_t i = 0; i < R; i++) {                                  \\
+                VT xi = BCAST(XS);                                                      \\
+                CCONV_UNROLL for (Py_ssize_t v = 0; v < V; v++)                                \\
+                    acc[i][v] = FMADD(xi, yv[v], acc[i][v]);                            \\
+            }                                                                           \\
+        }                                                                               \\
+        CCONV_UNROLL for (Py_ssize_t i = 0; i < R; i++)                                        \\
+            CCONV_UNROLL for (Py_ssize_t v = 0; v < V; v++) STOREA(t + i * 32 + v * L, acc[i][v]); \\
+    }
+    #define CCONV_SUBTILE_F32(NAME, R, V, XS, YV, ...)                                  \\
+        CCONV_SUBTILE(NAME, float, __m256, 8, _mm256_loadu_ps, _mm256_load_ps,          \\
+                      _mm256_store_ps, _mm256_setzero_ps, _mm256_broadcast_ss,          \\
+                      _mm256_fmadd_ps, R, V, XS, YV, __VA_ARGS__)
+    #define CCONV_SUBTILE_F64(NAME, R, V, XS, YV, ...)                                  \\
+        CCONV_SUBTILE(NAME, double, __m256d, 4, _mm256_loadu_pd, _mm256_load_pd,        \\
+                      _mm256_store_pd, _mm256_setzero_pd, _mm256_broadcast_sd,          \\
+                      _mm256_fmadd_pd, R, V, XS, YV, __VA_ARGS__)
+
+    /* The GEMM tiles' three ways to reach A(k, i) and B row k: packed A ([k][MR]) with
+       B rows ldb apart (a panel) or at b + boff[k] (in place), and A in place (row
+       pointers ar[i], offset aoff[k]) with a B panel. */
+    #define CCONV_GEMM_SUBTILES(SFX, SUB, RA, VA, RB, VB)                               \\
+    SUB(cconv_sub_packed_a_##SFX, RA, VA, a + k * 8 + i, b + k * ldb,                   \\
+        const SCALAR_##SFX* restrict a, const SCALAR_##SFX* restrict b, Py_ssize_t ldb) \\
+    SUB(cconv_sub_packed_b_##SFX, RB, VB, a + k * 8 + i, b + k * ldb,                   \\
+        const SCALAR_##SFX* restrict a, const SCALAR_##SFX* restrict b, Py_ssize_t ldb) \\
+    SUB(cconv_sub_direct_a_##SFX, RA, VA, a + k * 8 + i, b + boff[k],                   \\
+        const SCALAR_##SFX* restrict a, const SCALAR_##SFX* restrict b,                 \\
+        const Py_ssize_t* restrict boff)                                                \\
+    SUB(cconv_sub_direct_b_##SFX, RB, VB, a + k * 8 + i, b + boff[k],                   \\
+        const SCALAR_##SFX* restrict a, const SCALAR_##SFX* restrict b,                 \\
+        const Py_ssize_t* restrict boff)                                                \\
+    SUB(cconv_sub_inplace_a_##SFX, RA, VA, ar[i] + aoff[k], b + k * ldb,                \\
+        const SCALAR_##SFX* const* ar, const Py_ssize_t* restrict aoff,                 \\
+        const SCALAR_##SFX* restrict b, Py_ssize_t ldb)                                 \\
+    SUB(cconv_sub_inplace_b_##SFX, RB, VB, ar[i] + aoff[k], b + k * ldb,                \\
+        const SCALAR_##SFX* const* ar, const Py_ssize_t* restrict aoff,                 \\
+        const SCALAR_##SFX* restrict b, Py_ssize_t ldb)
+    #define SCALAR_f32 float
+    #define SCALAR_f64 double
+    /* float32 8 x 32: rows 0-5 x vectors 0-1 and 2-3 (sub-tile a), rows 6-7 x all four
+       (sub-tile b). float64 4 x 32 (8 vectors of 4): rows 0-3 x vectors 0-2 and 3-5
+       (a), x 6-7 (b). */
+    CCONV_GEMM_SUBTILES(f32, CCONV_SUBTILE_F32, 6, 2, 2, 4)
+    CCONV_GEMM_SUBTILES(f64, CCONV_SUBTILE_F64, 4, 3, 4, 2)
+
+    /* The chunk loop of a tile and its end: c = (add ? c : 0) + t. */
+    #define CCONV_TILE_CHUNKS(T, N, BODY, c, add)                                      \\
+        T t[N] __attribute__((aligned(32)));                                            \\
+        for (Py_ssize_t k0 = 0; k0 < kc; k0 += CCONV_KCH) {                             \\
+            Py_ssize_t k1 = k0 + CCONV_KCH < kc ? k0 + CCONV_KCH : kc;                  \\
+            int first = k0 == 0;                                                        \\
+            BODY                                                                        \\
+        }                                                                               \\
+        if (kc <= 0)                                                                    \\
+            for (Py_ssize_t j = 0; j < N; j++) t[j] = 0;                                       \\
+        if (add)                                                                        \\
+            for (Py_ssize_t j = 0; j < N; j++) c[j] += t[j];                                   \\
+        else                                                                            \\
+            for (Py_ssize_t j = 0; j < N; j++) c[j] = 0 + t[j];
+
+    static inline void cconv_avx2_packed_8x32_f32(Py_ssize_t kc, const float* a,
+            const float* b, Py_ssize_t ldb, float* c, int add) {
+        CCONV_TILE_CHUNKS(float, 256,
+            cconv_sub_packed_a_f32(k0, k1, first, t, a, b, ldb);
+            cconv_sub_packed_a_f32(k0, k1, first, t + 16, a, b + 16, ldb);
+            cconv_sub_packed_b_f32(k0, k1, first, t + 6 * 32, a + 6, b, ldb);, c, add)
+    }
+    static inline void cconv_avx2_direct_8x32_f32(Py_ssize_t kc, const float* a,
+            const float* b, const Py_ssize_t* boff, float* c) {
+        CCONV_TILE_CHUNKS(float, 256,
+            cconv_sub_direct_a_f32(k0, k1, first, t, a, b, boff);
+            cconv_sub_direct_a_f32(k0, k1, first, t + 16, a, b + 16, boff);
+            cconv_sub_direct_b_f32(k0, k1, first, t + 6 * 32, a + 6, b, boff);, c, 1)
+    }
+    static inline void cconv_avx2_inplace_8x32_f32(Py_ssize_t kc, const float* const* ar,
+            const Py_ssize_t* aoff, const float* b, Py_ssize_t ldb, float* c) {
+        CCONV_TILE_CHUNKS(float, 256,
+            cconv_sub_inplace_a_f32(k0, k1, first, t, ar, aoff, b, ldb);
+            cconv_sub_inplace_a_f32(k0, k1, first, t + 16, ar, aoff, b + 16, ldb);
+            cconv_sub_inplace_b_f32(k0, k1, first, t + 6 * 32, ar + 6, aoff, b, ldb);, c, 1)
+    }
+    static inline void cconv_avx2_packed_4x32_f64(Py_ssize_t kc, const double* a,
+            const double* b, Py_ssize_t ldb, double* c, int add) {
+        CCONV_TILE_CHUNKS(double, 128,
+            cconv_sub_packed_a_f64(k0, k1, first, t, a, b, ldb);
+            cconv_sub_packed_a_f64(k0, k1, first, t + 12, a, b + 12, ldb);
+            cconv_sub_packed_b_f64(k0, k1, first, t + 24, a, b + 24, ldb);, c, add)
+    }
+    static inline void cconv_avx2_direct_4x32_f64(Py_ssize_t kc, const double* a,
+            const double* b, const Py_ssize_t* boff, double* c) {
+        CCONV_TILE_CHUNKS(double, 128,
+            cconv_sub_direct_a_f64(k0, k1, first, t, a, b, boff);
+            cconv_sub_direct_a_f64(k0, k1, first, t + 12, a, b + 12, boff);
+            cconv_sub_direct_b_f64(k0, k1, first, t + 24, a, b + 24, boff);, c, 1)
+    }
+    static inline void cconv_avx2_inplace_4x32_f64(Py_ssize_t kc, const double* const* ar,
+            const Py_ssize_t* aoff, const double* b, Py_ssize_t ldb, double* c) {
+        CCONV_TILE_CHUNKS(double, 128,
+            cconv_sub_inplace_a_f64(k0, k1, first, t, ar, aoff, b, ldb);
+            cconv_sub_inplace_a_f64(k0, k1, first, t + 12, ar, aoff, b + 12, ldb);
+            cconv_sub_inplace_b_f64(k0, k1, first, t + 24, ar, aoff, b + 24, ldb);, c, 1)
+    }
+    #else
+    #define CCONV_GEMM_AVX2 0
+    /* Never called (CCONV_GEMM_AVX2 is 0): only so that the modules compile. */
+    static inline void cconv_avx2_packed_8x32_f32(Py_ssize_t kc, const float* a,
+            const float* b, Py_ssize_t ldb, float* c, int add) {}
+    static inline void cconv_avx2_direct_8x32_f32(Py_ssize_t kc, const float* a,
+            const float* b, const Py_ssize_t* boff, float* c) {}
+    static inline void cconv_avx2_inplace_8x32_f32(Py_ssize_t kc, const float* const* ar,
+            const Py_ssize_t* aoff, const float* b, Py_ssize_t ldb, float* c) {}
+    static inline void cconv_avx2_packed_4x32_f64(Py_ssize_t kc, const double* a,
+            const double* b, Py_ssize_t ldb, double* c, int add) {}
+    static inline void cconv_avx2_direct_4x32_f64(Py_ssize_t kc, const double* a,
+            const double* b, const Py_ssize_t* boff, double* c) {}
+    static inline void cconv_avx2_inplace_4x32_f64(Py_ssize_t kc, const double* const* ar,
+            const Py_ssize_t* aoff, const double* b, Py_ssize_t ldb, double* c) {}
+    #endif
+    """
+    const int CCONV_GEMM_AVX2
+    void cconv_avx2_packed_8x32_f32(Py_ssize_t kc, const float* a, const float* b,
+                                    Py_ssize_t ldb, float* c, int add) noexcept nogil
+    void cconv_avx2_direct_8x32_f32(Py_ssize_t kc, const float* a, const float* b,
+                                    const Py_ssize_t* boff, float* c) noexcept nogil
+    void cconv_avx2_inplace_8x32_f32(Py_ssize_t kc, const float* const* ar,
+                                     const Py_ssize_t* aoff, const float* b, Py_ssize_t ldb,
+                                     float* c) noexcept nogil
+    void cconv_avx2_packed_4x32_f64(Py_ssize_t kc, const double* a, const double* b,
+                                    Py_ssize_t ldb, double* c, int add) noexcept nogil
+    void cconv_avx2_direct_4x32_f64(Py_ssize_t kc, const double* a, const double* b,
+                                    const Py_ssize_t* boff, double* c) noexcept nogil
+    void cconv_avx2_inplace_4x32_f64(Py_ssize_t kc, const double* const* ar,
+                                     const Py_ssize_t* aoff, const double* b, Py_ssize_t ldb,
+                                     double* c) noexcept nogil
+
+
 # Micro-kernels. Written so that gcc fully unrolls the MR loop and vectorises the NR
 # loop: 8 broadcasts of A and 16 FMAs per k, accumulators never leave registers. They
 # start from zero and add into C at the end (loading C into the accumulators made gcc
@@ -32,6 +202,9 @@ cdef inline void microkernel_8x32_f32(Py_ssize_t kc, const float* a0, Py_ssize_t
     cdef float ai
     for i in range(8):
         ar[i] = a0 + (i if i < rows else rows - 1) * lda
+    if CCONV_GEMM_AVX2:
+        cconv_avx2_inplace_8x32_f32(kc, ar, aoff, b, ldb, c)
+        return
     for i in range(8):
         for j in range(32):
             acc[i][j] = 0
@@ -59,6 +232,9 @@ cdef inline void microkernel_4x32_f64(Py_ssize_t kc, const double* a0, Py_ssize_
     cdef double ai
     for i in range(4):
         ar[i] = a0 + (i if i < rows else rows - 1) * lda
+    if CCONV_GEMM_AVX2:
+        cconv_avx2_inplace_4x32_f64(kc, ar, aoff, b, ldb, c)
+        return
     for i in range(4):
         for j in range(32):
             acc[i][j] = 0
@@ -100,6 +276,9 @@ cdef inline void microkernel_packed_8x32_f32(Py_ssize_t kc, const float* a,
     cdef float acc[8][32]
     cdef Py_ssize_t i, j, k
     cdef float ai
+    if CCONV_GEMM_AVX2:
+        cconv_avx2_packed_8x32_f32(kc, a, b, ldb, c, add)
+        return
     for i in range(8):
         for j in range(32):
             acc[i][j] = 0
@@ -120,6 +299,9 @@ cdef inline void microkernel_packed_4x32_f64(Py_ssize_t kc, const double* a,
     cdef double acc[4][32]
     cdef Py_ssize_t i, j, k
     cdef double ai
+    if CCONV_GEMM_AVX2:
+        cconv_avx2_packed_4x32_f64(kc, a, b, ldb, c, add)
+        return
     for i in range(4):
         for j in range(32):
             acc[i][j] = 0
@@ -146,6 +328,9 @@ cdef inline void microkernel_direct_8x32_f32(Py_ssize_t kc, const float* a,
     cdef Py_ssize_t i, j, k
     cdef float ai
     cdef const float* bk
+    if CCONV_GEMM_AVX2:
+        cconv_avx2_direct_8x32_f32(kc, a, b, boff, c)
+        return
     for i in range(8):
         for j in range(32):
             acc[i][j] = 0
@@ -168,6 +353,9 @@ cdef inline void microkernel_direct_4x32_f64(Py_ssize_t kc, const double* a,
     cdef Py_ssize_t i, j, k
     cdef double ai
     cdef const double* bk
+    if CCONV_GEMM_AVX2:
+        cconv_avx2_direct_4x32_f64(kc, a, b, boff, c)
+        return
     for i in range(4):
         for j in range(32):
             acc[i][j] = 0

@@ -142,15 +142,19 @@ INT_ALLOWED = {"n_threads", "failed", "failed_flag", "valid", "any_valid", "stat
                "omp_get_num_procs", "CCONV_OPENMP_ENABLED", "CCONV_DW_SIMD",
                # thread counts and per-tile/per-block flags
                "effective_threads", "requested", "nonfinite", "tile_valid",
-               "block_has_nonfinite", "contiguous"}
+               "block_has_nonfinite", "contiguous",
+               # the AVX2 GEMM tiles' build flag and their zero-start / add-into-C flags
+               "CCONV_GEMM_AVX2", "first", "add"}
 SOURCES = sorted((Path(cconv.__file__).resolve().parent).glob("*.p[yx][xd]"))
 
 
 def _c_int_names(text):
     """Names declared with a C int/long/short type (``cdef int a, b`` and parameters)."""
     names = []
-    # Docstrings are prose ("short tile rows" is no declaration): drop them first.
-    text = re.sub(r'"""[\s\S]*?"""', "", text)
+    # Docstrings are prose ("short tile rows" is no declaration): drop them first, but
+    # keep the C code of `cdef extern from *` blocks, which is kernel code.
+    text = re.sub(r'(cdef extern from \*:\s*)?"""[\s\S]*?"""',
+                  lambda m: m.group(0) if m.group(1) else "", text)
     for line in text.splitlines():
         code = line.split("#", 1)[0]
         for m in re.finditer(r"\b(?:unsigned\s+)?(?:int|long|short)\b(?!\s*\()\s*\*?\s*"
