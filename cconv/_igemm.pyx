@@ -110,14 +110,25 @@ cdef extern from *:
     """
     #if CCONV_GEMM_AVX2
     /* AVX2 (see _microkernel.pxd): NP positions x 32 channels (4 ymm) as sub-tiles of
-       3 positions x 4 vectors (12 accumulators; per k, four weight loads and three
-       broadcasts), the last 1 or 2 positions alone, over chunks of CCONV_KCH k of the
-       segments in order; the same FMAs per output as the loop below, so its bits. */
-    #define CCONV_CT_SUB(R)                                                            \
-    CCONV_SUBTILE_F32(cconv_sub_ct##R##_f32, R, 4, b + boff[k] + i, a + k * 32,         \
+       6 positions x 2 vectors (12 accumulators, 2 weight vectors and a broadcast: 15 of
+       the 16 registers; 3 positions x 4 vectors would need 17), each half of the
+       channels in turn; the last NP % 6 positions as 1-2 x 4 vectors or 3-5 x 2, over
+       chunks of CCONV_KCH k of the segments in order. The same FMAs per output as the
+       loop below, so its bits. */
+    #define CCONV_CT_SUB(R, V)                                                         \
+    CCONV_SUBTILE_F32(cconv_sub_ct##R##x##V##_f32, R, V, b + boff[k] + i, a + k * 32,   \
                       const float* restrict a, const float* restrict b,                 \
                       const Py_ssize_t* restrict boff)
-    CCONV_CT_SUB(1) CCONV_CT_SUB(2) CCONV_CT_SUB(3)
+    CCONV_CT_SUB(6, 2) CCONV_CT_SUB(5, 2) CCONV_CT_SUB(4, 2) CCONV_CT_SUB(3, 2)
+    CCONV_CT_SUB(2, 4) CCONV_CT_SUB(1, 4)
+    /* Positions [p, p + R) of the chunk: both channel halves (V = 2) or all (V = 4). */
+    #define CCONV_CT_PASS(R, V, p)                                                     \
+        do {                                                                           \
+            cconv_sub_ct##R##x##V##_f32(k0, k1, first, t + (p) * 32, a, b + (p), boff); \
+            if (V == 2)                                                                \
+                cconv_sub_ct##R##x##V##_f32(k0, k1, first, t + (p) * 32 + 16, a + 16,   \
+                                            b + (p), boff);                            \
+        } while (0)
     #define CCONV_CT_KERNEL(NP)                                                            \
     static void cconv_ct_kernel_##NP(Py_ssize_t nseg, const Py_ssize_t* restrict seg,      \
                                      const float* restrict a,                              \
@@ -131,14 +142,14 @@ cdef extern from *:
             for (Py_ssize_t k0 = seg[2 * s]; k0 < seg[2 * s + 1]; k0 += CCONV_KCH) {       \
                 Py_ssize_t k1 = k0 + CCONV_KCH < seg[2 * s + 1] ? k0 + CCONV_KCH           \
                                                                 : seg[2 * s + 1];          \
-                for (Py_ssize_t p = 0; p + 3 <= NP; p += 3)                                \
-                    cconv_sub_ct3_f32(k0, k1, first, t + p * 32, a, b + p, boff);          \
-                if (NP % 3 == 2)                                                           \
-                    cconv_sub_ct2_f32(k0, k1, first, t + (NP - 2) * 32, a, b + NP - 2,     \
-                                      boff);                                               \
-                if (NP % 3 == 1)                                                           \
-                    cconv_sub_ct1_f32(k0, k1, first, t + (NP - 1) * 32, a, b + NP - 1,     \
-                                      boff);                                               \
+                for (Py_ssize_t p = 0; p + 6 <= NP; p += 6) CCONV_CT_PASS(6, 2, p);        \
+                switch (NP % 6) {                                                          \
+                    case 5: CCONV_CT_PASS(5, 2, NP - 5); break;                            \
+                    case 4: CCONV_CT_PASS(4, 2, NP - 4); break;                            \
+                    case 3: CCONV_CT_PASS(3, 2, NP - 3); break;                            \
+                    case 2: CCONV_CT_PASS(2, 4, NP - 2); break;                            \
+                    case 1: CCONV_CT_PASS(1, 4, NP - 1); break;                            \
+                }                                                                          \
                 first = 0;                                                                 \
             }                                                                              \
         }                                                                                  \

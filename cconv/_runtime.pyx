@@ -61,25 +61,45 @@ from cython.parallel cimport prange
 from posix.time cimport clock_gettime, timespec, CLOCK_MONOTONIC
 
 cdef enum:
-    ROWS = 12     # 12 float32 zmm chains, or 24 float64 ones: past any FMA latency x units
-    LANES = 16    # values per row: one zmm of float32, two of float64
+    ROWS = 12     # 12 vector chains: past any FMA latency x units
+
+# Values per row: one vector register of the widest kind the build targets (16 float32
+# with AVX-512, 8 with AVX2), so the 12 chains fit the register file of either (16 ymm
+# registers on AVX2: with 16 float32 lanes a row was two ymm, 24 chains, spilled, and
+# the probe read 71 GFLOP/s on a core whose FMAs reach 101).
+cdef extern from *:
+    """
+    #if defined(__AVX512F__)
+    #define CCONV_VECTOR_BYTES 64
+    #elif defined(__AVX__)
+    #define CCONV_VECTOR_BYTES 32
+    #else
+    #define CCONV_VECTOR_BYTES 16
+    #endif
+    """
+    enum: CCONV_VECTOR_BYTES
+    enum: LANES_F32 "(CCONV_VECTOR_BYTES / 4)"
+    enum: LANES_F64 "(CCONV_VECTOR_BYTES / 8)"
 
 
 cdef double fma_chains(floating seed, Py_ssize_t iterations) noexcept nogil:
-    cdef floating acc[ROWS][LANES]
+    # Sized for float32; float64 uses the first LANES_F64 values of each row (a
+    # constant after specialisation, so gcc still keeps the used part in registers).
+    cdef floating acc[ROWS][LANES_F32]
     cdef Py_ssize_t it, i, j
+    cdef Py_ssize_t lanes = LANES_F32 if floating is float else LANES_F64
     # m slightly below 1 and a small addend keep every value finite and normal forever.
     cdef floating m = <floating> 0.999999, a = <floating> 1e-7
     for i in range(ROWS):
-        for j in range(LANES):
+        for j in range(lanes):
             acc[i][j] = seed + i + j
     for it in range(iterations):
         for i in range(ROWS):
-            for j in range(LANES):
+            for j in range(lanes):
                 acc[i][j] = acc[i][j] * m + a
     cdef double total = 0
     for i in range(ROWS):
-        for j in range(LANES):
+        for j in range(lanes):
             total += acc[i][j]
     return total
 
@@ -125,5 +145,5 @@ def fma_peak_gflops(dtype_is_float32, int n_threads, double duration=0.2):
         t = run(iterations, n_threads)
         spent += t
         best = min(best, t)
-    flops = 2.0 * ROWS * LANES * iterations * n_threads
+    flops = 2.0 * ROWS * (LANES_F32 if dtype_is_float32 else LANES_F64) * iterations * n_threads
     return flops / best / 1e9
