@@ -54,8 +54,9 @@ cdef extern from *:
     """
     void cconv_prefetch_l2(const void* p) noexcept nogil
 
-# A 16 x 16 register transpose of float32 (AVX-512; plain loops elsewhere), shared by
-# the GEMM engine's stores and weight packing and the Winograd engine's wide transform.
+# A 16 x 16 register transpose of float32 (AVX-512; four 8 x 8 ones with AVX2; plain
+# loops elsewhere), shared by the GEMM engine's stores and weight packing and the
+# Winograd engine's wide transform.
 cdef extern from *:
     """
     #if defined(__AVX512F__)
@@ -91,6 +92,39 @@ cdef extern from *:
         for (Py_ssize_t i = 0; i < 16; i++) r[i] = _mm512_loadu_ps(src + i * lda);
         cconv_transpose16(r);
         for (Py_ssize_t j = 0; j < 16; j++) _mm512_storeu_ps(dst + j * ldd, r[j]);
+    }
+    #elif defined(__AVX2__)
+    #include <immintrin.h>
+    /* An 8 x 8 register transpose of float32 (AVX2): r[i] lane j becomes r[j] lane i. */
+    static inline void cconv_transpose8(__m256* r) {
+        __m256 t[8], u[8];
+        for (Py_ssize_t i = 0; i < 4; i++) {
+            t[2 * i] = _mm256_unpacklo_ps(r[2 * i], r[2 * i + 1]);
+            t[2 * i + 1] = _mm256_unpackhi_ps(r[2 * i], r[2 * i + 1]);
+        }
+        for (Py_ssize_t i = 0; i < 2; i++) {
+            u[4 * i + 0] = _mm256_shuffle_ps(t[4 * i + 0], t[4 * i + 2], 0x44);
+            u[4 * i + 1] = _mm256_shuffle_ps(t[4 * i + 0], t[4 * i + 2], 0xEE);
+            u[4 * i + 2] = _mm256_shuffle_ps(t[4 * i + 1], t[4 * i + 3], 0x44);
+            u[4 * i + 3] = _mm256_shuffle_ps(t[4 * i + 1], t[4 * i + 3], 0xEE);
+        }
+        for (Py_ssize_t i = 0; i < 4; i++) {
+            r[i] = _mm256_permute2f128_ps(u[i], u[i + 4], 0x20);
+            r[i + 4] = _mm256_permute2f128_ps(u[i], u[i + 4], 0x31);
+        }
+    }
+    /* The 16 x 16 copy as four 8 x 8 register transposes. */
+    static void cconv_transpose16_copy(const float* src, Py_ssize_t lda, float* dst,
+                                       Py_ssize_t ldd) {
+        for (Py_ssize_t bi = 0; bi < 16; bi += 8)
+            for (Py_ssize_t bj = 0; bj < 16; bj += 8) {
+                __m256 r[8];
+                for (Py_ssize_t i = 0; i < 8; i++)
+                    r[i] = _mm256_loadu_ps(src + (bi + i) * lda + bj);
+                cconv_transpose8(r);
+                for (Py_ssize_t j = 0; j < 8; j++)
+                    _mm256_storeu_ps(dst + (bj + j) * ldd + bi, r[j]);
+            }
     }
     #else
     static void cconv_transpose16_copy(const float* src, Py_ssize_t lda, float* dst,

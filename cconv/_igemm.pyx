@@ -292,6 +292,82 @@ cdef extern from *:
         cconv_transpose16(r);
         for (Py_ssize_t j = 0; j < 16; j++) _mm512_storeu_ps(dst + doff[j], r[j]);
     }
+    #elif defined(__AVX2__)
+    /* AVX2: each block of 8 positions x 8 channels is one 8 x 8 register transpose
+       (rows past npos are zeros), then a store of the channel's npos values: whole
+       vectors, the last 1-7 values by 4-, 2- and 1-value stores (masked stores,
+       vmaskmovps, take tens of cycles each on AMD cores: with them the stores were 17%
+       of the 7x7 stem); columns 2 apart (dcs = 2) one by one. Only values are moved:
+       the bits are the scalar copy's. */
+    static inline void cconv_store_first(float* o, __m256 v, Py_ssize_t n) {
+        /* o[0 .. n) = v's lanes 0 .. n, 0 < n < 8 */
+        __m128 q = _mm256_castps256_ps128(v);
+        if (n >= 4) {
+            _mm_storeu_ps(o, q);
+            q = _mm256_extractf128_ps(v, 1);
+            o += 4;
+            n -= 4;
+        }
+        if (n >= 2) {
+            _mm_storel_pi((__m64*) o, q);
+            q = _mm_movehl_ps(q, q);
+            o += 2;
+            n -= 2;
+        }
+        if (n >= 1) _mm_store_ss(o, q);
+    }
+    static void cconv_ct_store(const float* c, Py_ssize_t npos, Py_ssize_t rows,
+                               float* out, Py_ssize_t ldo, Py_ssize_t dcs) {
+        float lanes[8] __attribute__((aligned(32)));
+        for (Py_ssize_t p0 = 0; p0 < npos; p0 += 8) {
+            Py_ssize_t np = npos - p0 < 8 ? npos - p0 : 8;
+            for (Py_ssize_t h = 0; h < 4 && 8 * h < rows; h++) {
+                __m256 r[8];
+                for (Py_ssize_t i = 0; i < 8; i++)
+                    r[i] = i < np ? _mm256_loadu_ps(c + (p0 + i) * 32 + 8 * h)
+                                  : _mm256_setzero_ps();
+                cconv_transpose8(r);
+                Py_ssize_t nj = rows - 8 * h < 8 ? rows - 8 * h : 8;
+                for (Py_ssize_t j = 0; j < nj; j++) {
+                    float* o = out + (8 * h + j) * ldo + p0 * dcs;
+                    if (dcs == 1 && np == 8) {
+                        _mm256_storeu_ps(o, r[j]);
+                    } else if (dcs == 1) {
+                        cconv_store_first(o, r[j], np);
+                    } else {
+                        _mm256_store_ps(lanes, r[j]);
+                        for (Py_ssize_t i = 0; i < np; i++) o[2 * i] = lanes[i];
+                    }
+                }
+            }
+        }
+    }
+    static void cconv_store_stride2_f32(float* dst, const float* src, Py_ssize_t n) {
+        for (Py_ssize_t i = 0; i < n; i++) dst[2 * i] = src[i];
+    }
+    static void cconv_store_stride2_f64(double* dst, const double* src, Py_ssize_t n) {
+        for (Py_ssize_t i = 0; i < n; i++) dst[2 * i] = src[i];
+    }
+    static void cconv_gather_stride2_f32(float* dst, const float* src, Py_ssize_t n) {
+        for (Py_ssize_t j = 0; j < n; j++) dst[j] = src[2 * j];
+    }
+    static void cconv_gather_stride2_f64(double* dst, const double* src, Py_ssize_t n) {
+        for (Py_ssize_t j = 0; j < n; j++) dst[j] = src[2 * j];
+    }
+    /* dst + doff[j] gets src[i * lda + j] at lane i (see the AVX-512 version), as four
+       8 x 8 register transposes. */
+    static void cconv_transpose16_scatter(const float* src, Py_ssize_t lda, float* dst,
+                                          const Py_ssize_t* doff) {
+        for (Py_ssize_t bi = 0; bi < 16; bi += 8)
+            for (Py_ssize_t bj = 0; bj < 16; bj += 8) {
+                __m256 r[8];
+                for (Py_ssize_t i = 0; i < 8; i++)
+                    r[i] = _mm256_loadu_ps(src + (bi + i) * lda + bj);
+                cconv_transpose8(r);
+                for (Py_ssize_t j = 0; j < 8; j++)
+                    _mm256_storeu_ps(dst + doff[bj + j] + bi, r[j]);
+            }
+    }
     #else
     static void cconv_ct_store(const float* c, Py_ssize_t npos, Py_ssize_t rows,
                                float* out, Py_ssize_t ldo, Py_ssize_t dcs) {
