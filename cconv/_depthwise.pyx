@@ -16,9 +16,9 @@ Design note
   ``(H + top + bottom) x (W + left + right)``; the border is zeroed once when the
   buffer is allocated and only the interior is rewritten per item, so their inner
   loops have no bounds checks and no branches.
-* 3x3 stride 1 and 2, and 5x5 stride 1 (float32), on builds with AVX-512
+* 3x3 stride 1 and 2, and 5x5 stride 1 (float32), on builds with AVX-512 or AVX2
   (``_dwrows.pxd``): a band kernel runs down
-  each plane in 64-column blocks, loading every input row once and feeding the output
+  each plane in column blocks of up to four vectors, loading every input row once and feeding the output
   rows that use it through rotating accumulators (masked loads and stores for the
   column tail; dilated rows as interleaved chains). For stride 2 each input row is split
   into even and odd columns in registers (two-source permutes). Same FMA order as the
@@ -40,8 +40,8 @@ from cconv._common cimport scratch_alloc, free, memset, effective_threads
 from cconv._dwrows cimport (BLOCK_F32, BLOCK_F64, CCONV_DW_SIMD, taps_span, row_3x3_s1,
                             dw_band_s1, dw3x3s2_band, dw_output_row, copy_row)
 
-# The AVX-512 band kernels where the build has them (see _dwrows.pxd). Tests turn
-# them off to compare them bit for bit with the plain kernels.
+# The SIMD band kernels (AVX-512 or AVX2) where the build has them (see _dwrows.pxd).
+# Tests turn them off to compare them bit for bit with the plain kernels.
 cdef bint simd_band = CCONV_DW_SIMD
 
 cdef enum Band:
@@ -51,7 +51,7 @@ cdef enum Band:
 
 
 def simd_band_available():
-    """Whether this build has the AVX-512 band kernels."""
+    """Whether this build has the SIMD (AVX-512 or AVX2) band kernels."""
     return bool(CCONV_DW_SIMD)
 
 

@@ -12,30 +12,37 @@ cdef enum:
     BLOCK_F64 = 32   # float64 (4 zmm)
 
 
-# Band kernels (3x3 stride 1 and 2, 5x5 stride 1) in AVX-512 intrinsics, the one place
-# cconv leaves plain Cython: the plain row kernels read every input vector once per tap
+# Band kernels (3x3 stride 1 and 2, 5x5 stride 1) in AVX-512 or AVX2 intrinsics (one
+# body of macros over either instruction set's names): the plain row kernels read every input vector once per tap
 # (nine unaligned, mostly line-splitting loads per nine FMAs for 3x3) and ran at about
 # half the FMA peak; gcc folds any shared load back into the FMAs' memory operands, so
 # only explicit vector registers share them. Here each input row is loaded once (K
 # shifted vectors) and feeds the output rows that use it, through rotating row
-# accumulators: 3 loads per 9 FMAs for 3x3, about 95% of the FMA peak measured alone.
+# accumulators: 3 loads per 9 FMAs for 3x3, about 95% of the FMA peak measured alone
+# with AVX-512. With AVX2 (Zen 3) they made MobileNet's 112x112 3x3 layer 2.5x faster
+# than the plain kernels and its stride-2 layer 5x.
 # They read the unpadded input plane under lane masks (no padded copy). The loaded
 # vectors are named variables: held in a small array (X[kw]) gcc kept them on the
 # stack, and the 3x3 band ran 45% slower.
 # The FMA order of every output is the plain kernel's (bias, then taps in (kh, kw)
 # order), so the bits are identical (float32 5x5 and 3x3 of both dtypes; gcc's float64
 # plain 5x5 does not fuse its multiply-adds, so there is no float64 5x5 band).
-# Where the compiler has no AVX-512 (portable builds), CCONV_DW_SIMD is 0 and the
-# callers keep to the plain kernels; the stubs below are never called.
+# Where the compiler has neither (portable builds), CCONV_DW_SIMD is 0 and the callers
+# keep to the plain kernels; the stubs below are never called.
 cdef extern from *:
     """
-    #if defined(__AVX512F__)
+    #if defined(__AVX512F__) || (defined(__AVX2__) && defined(__FMA__))
     #include <immintrin.h>
     #define CCONV_DW_SIMD 1
 
-    /* The kernels below are written once over these names, defined per dtype:
-       SCALAR, VEC, LANES (values per vector), MASKT / FULL (lane masks), LOADZ (masked
-       load, zeros past the mask), STOREM (masked store), FMA, SET1. */
+    /* The kernels below are written once over these names, defined per instruction set
+       and dtype (at the end): SCALAR, VEC, LANES (values per vector), MASKT (a lane
+       mask), LOADU, LOADZ (masked load, zeros in the lanes the mask leaves out),
+       STOREN(p, n, v) (v's first n lanes to p), FMA, SET1, SETZERO, COLS (the mask of
+       the lanes whose column lies in a range), EVEN / ODD (the even / odd values of two
+       vectors), NEXT (a vector's values one lane on, the next vector's first last); and
+       per instruction set the column block widths in vectors (UMAX_3X3, UMAX_5X5,
+       UMAX_S2). */
 
     /* Hides a pointer's value from the optimiser (an empty asm that "changes" it). */
     #if defined(__GNUC__)
@@ -44,23 +51,22 @@ cdef extern from *:
     #define CCONV_OPAQUE(p) ((void)0)
     #endif
 
-    /* Column blocks of 4 vectors, then one block of 1-3 vectors for the rest, its last
-       vector lane-masked. BLOCK(U, MLAST) masks vector u with CCONV_MASK(U, MLAST). A
-       block walks every row of the band, so the vectors side by side are what keep
-       several FMA chains in flight: single-vector tail blocks (the old tail) ran
-       latency-bound on planes 14, 28 or 56 wide. */
-    #define CCONV_MASK(U, MLAST) ((u == (U) - 1) ? (MLAST) : FULL)
-    #define CCONV_DW_COLUMNS(BLOCK)                                                   \
+    /* Column blocks of UMAX vectors, then one block of 1 .. UMAX vectors for the rest,
+       its last vector NLAST lanes wide. A block walks every row of the band, so the
+       vectors side by side are what keep several FMA chains in flight: single-vector
+       tail blocks (the old tail) ran latency-bound on planes 14, 28 or 56 wide. Vector u
+       of a block stores CCONV_NVALID(U, NLAST) lanes. */
+    #define CCONV_NVALID(U, NLAST) ((u == (U) - 1) ? (NLAST) : LANES)
+    #define CCONV_DW_COLUMNS(BLOCK, UMAX)                                             \
         Py_ssize_t j0 = 0;                                                            \
-        for (; j0 + 4 * LANES <= cols; j0 += 4 * LANES) BLOCK(4, FULL)                \
+        for (; j0 + (UMAX) * LANES <= cols; j0 += (UMAX) * LANES) BLOCK(UMAX, LANES)  \
         if (j0 < cols) {                                                              \
             Py_ssize_t nvec = (cols - j0 + LANES - 1) / LANES;                        \
             Py_ssize_t last = cols - j0 - (nvec - 1) * LANES;                         \
-            MASKT ml = last >= LANES ? FULL : (MASKT)((1u << last) - 1u);             \
-            if (nvec == 1) BLOCK(1, ml)                                               \
-            else if (nvec == 2) BLOCK(2, ml)                                          \
-            else if (nvec == 3) BLOCK(3, ml)                                          \
-            else BLOCK(4, ml)                                                         \
+            if (nvec == 1) BLOCK(1, last)                                             \
+            else if ((UMAX) <= 2 || nvec == 2) BLOCK(2, last)                         \
+            else if ((UMAX) <= 3 || nvec == 3) BLOCK(3, last)                         \
+            else BLOCK(4, last)                                                       \
         }
 
     /* Stride 1, read straight from the unpadded input plane x (H x W, pitch ldx): the
@@ -77,46 +83,47 @@ cdef extern from *:
         for (Py_ssize_t u = 0; u < U; u++)                                            \
             for (Py_ssize_t kw = 0; kw < (K); kw++)                                   \
                 mk[u * (K) + kw] = COLS(s0 + u * LANES + kw * dw, W);
-    #define CCONV_S1_MASK(U, K, MODE, KW)                                             \
-        ((MODE) == 4 || ((MODE) == 3 && (u == 0 || u == (U) - 1)) ? mk[u * (K) + (KW)] : FULL)
+    #define CCONV_S1_LOAD(U, K, MODE, KW, P)                                          \
+        (((MODE) == 4 || ((MODE) == 3 && (u == 0 || u == (U) - 1)))                   \
+         ? LOADZ(mk[u * (K) + (KW)], P) : LOADU(P))
     #define CCONV_S1_ROW(R, U, K, MODE)                                               \
         if ((R) >= 0 && (R) < H) {                                                    \
             const SCALAR* xr = x + (R) * ldx + s0 + u * LANES;                        \
-            X0 = LOADZ(CCONV_S1_MASK(U, K, MODE, 0), xr);                             \
-            X1 = LOADZ(CCONV_S1_MASK(U, K, MODE, 1), xr + dw);                        \
-            X2 = LOADZ(CCONV_S1_MASK(U, K, MODE, 2), xr + 2 * dw);                    \
+            X0 = CCONV_S1_LOAD(U, K, MODE, 0, xr);                                    \
+            X1 = CCONV_S1_LOAD(U, K, MODE, 1, xr + dw);                               \
+            X2 = CCONV_S1_LOAD(U, K, MODE, 2, xr + 2 * dw);                           \
             if ((K) == 5) {                                                           \
-                X3 = LOADZ(CCONV_S1_MASK(U, K, MODE, 3), xr + 3 * dw);                \
-                X4 = LOADZ(CCONV_S1_MASK(U, K, MODE, 4), xr + 4 * dw);                \
+                X3 = CCONV_S1_LOAD(U, K, MODE, 3, xr + 3 * dw);                       \
+                X4 = CCONV_S1_LOAD(U, K, MODE, 4, xr + 4 * dw);                       \
             }                                                                         \
         } else {                                                                      \
             X0 = X1 = X2 = X3 = X4 = SETZERO();                                       \
         }
     /* The block's MODE, then the copy of BLOCK for it. */
-    #define CCONV_S1_BLOCK(BLOCK, U, MLAST, K)                                        \
+    #define CCONV_S1_BLOCK(BLOCK, U, NLAST, K)                                        \
     {                                                                                 \
         Py_ssize_t first = j0 - pl, reach = ((K) - 1) * dw;                           \
-        if (first >= 0 && first + (U) * LANES + reach <= W) BLOCK(U, MLAST, 0)        \
+        if (first >= 0 && first + (U) * LANES + reach <= W) BLOCK(U, NLAST, 0)        \
         else if ((U) >= 3 && first + LANES >= 0                                       \
-                 && first + ((U) - 1) * LANES + reach <= W) BLOCK(U, MLAST, 3)        \
-        else BLOCK(U, MLAST, 4)                                                       \
+                 && first + ((U) - 1) * LANES + reach <= W) BLOCK(U, NLAST, 3)        \
+        else BLOCK(U, NLAST, 4)                                                       \
     }
     /* Stride 2: vector v of the 2 U + 1 loaded per row starts at column 2 j0 - pl + v L;
        MODE 3 masks the first and the last two. */
-    #define CCONV_DW3X3S2(U, MLAST)                                                   \
+    #define CCONV_DW3X3S2(U, NLAST)                                                   \
     {                                                                                 \
         Py_ssize_t first = 2 * j0 - pl, end = first + (2 * (U) + 1) * LANES;          \
-        if (first >= 0 && end <= W) CCONV_DW3X3S2_BLOCK(U, MLAST, 0)                  \
+        if (first >= 0 && end <= W) CCONV_DW3X3S2_BLOCK(U, NLAST, 0)                  \
         else if (first + LANES >= 0 && end - 2 * LANES <= W)                          \
-            CCONV_DW3X3S2_BLOCK(U, MLAST, 3)                                          \
-        else CCONV_DW3X3S2_BLOCK(U, MLAST, 4)                                         \
+            CCONV_DW3X3S2_BLOCK(U, NLAST, 3)                                          \
+        else CCONV_DW3X3S2_BLOCK(U, NLAST, 4)                                         \
     }
-    #define CCONV_DW3X3_S1(U, MLAST) CCONV_S1_BLOCK(CCONV_DW3X3_BLOCK, U, MLAST, 3)
-    #define CCONV_DW5X5_S1(U, MLAST) CCONV_S1_BLOCK(CCONV_DW5X5_BLOCK, U, MLAST, 5)
+    #define CCONV_DW3X3_S1(U, NLAST) CCONV_S1_BLOCK(CCONV_DW3X3_BLOCK, U, NLAST, 3)
+    #define CCONV_DW5X5_S1(U, NLAST) CCONV_S1_BLOCK(CCONV_DW5X5_BLOCK, U, NLAST, 5)
 
     /* 3x3 stride 1, one column block over the band: input row ir completes output row
        ir - 2 (kh 2), advances ir - 1 (kh 1) and starts ir (kh 0). */
-    #define CCONV_DW3X3_BLOCK(U, MASK, MODE)                                          \
+    #define CCONV_DW3X3_BLOCK(U, NLAST, MODE)                                         \
     {                                                                                 \
         CCONV_S1_MASKS(U, 3)                                                          \
         VEC A[U], B[U], X0, X1, X2, X3, X4;                                           \
@@ -124,10 +131,9 @@ cdef extern from *:
         for (Py_ssize_t ir = 0; ir < rows + 2; ir++) {                                \
             Py_ssize_t R = row0 + ir * rstep;                                         \
             for (Py_ssize_t u = 0; u < U; u++) {                                      \
-                MASKT mo = CCONV_MASK(U, MASK);                                       \
                 CCONV_S1_ROW(R, U, 3, MODE)                                           \
                 if (ir >= 2)                                                          \
-                    STOREM(out + (ir - 2) * ldo + j0 + u * LANES, mo,                 \
+                    STOREN(out + (ir - 2) * ldo + j0 + u * LANES, CCONV_NVALID(U, NLAST), \
                            FMA(wv[8], X2, FMA(wv[7], X1, FMA(wv[6], X0, A[u]))));     \
                 if (ir >= 1 && ir <= rows)                                            \
                     A[u] = FMA(wv[5], X2, FMA(wv[4], X1, FMA(wv[3], X0, B[u])));      \
@@ -141,13 +147,13 @@ cdef extern from *:
        0, 0-1, 0-2, 0-3 summed) and five shifted loads per input row for 25 FMAs. The
        25 weights do not fit in registers beside them: held as vectors, gcc spilled them
        and every FMA loaded a whole vector from the stack (load-bound); instead each FMA
-       broadcasts its weight from w (an embedded {1to16} operand, a 4-byte load), the
-       pointer made opaque per row so that the broadcasts are not hoisted and spilled
-       again: EfficientNet's 28x28 layer 0.157 -> 0.115 ms. */
+       broadcasts its weight from w (with AVX-512 an embedded {1to16} operand, a 4-byte
+       load), the pointer made opaque per row so that the broadcasts are not hoisted and
+       spilled again: EfficientNet's 28x28 layer 0.157 -> 0.115 ms. */
     #define CCONV_TAPS5(W, ACC)                                                       \
         FMA(SET1((W)[4]), X4, FMA(SET1((W)[3]), X3, FMA(SET1((W)[2]), X2,             \
             FMA(SET1((W)[1]), X1, FMA(SET1((W)[0]), X0, ACC)))))
-    #define CCONV_DW5X5_BLOCK(U, MASK, MODE)                                          \
+    #define CCONV_DW5X5_BLOCK(U, NLAST, MODE)                                         \
     {                                                                                 \
         CCONV_S1_MASKS(U, 5)                                                          \
         VEC P1[U], P2[U], P3[U], P4[U], X0, X1, X2, X3, X4;                           \
@@ -157,10 +163,9 @@ cdef extern from *:
             const SCALAR* ws = w;                                                     \
             CCONV_OPAQUE(ws);  /* the broadcasts stay in the loop */                  \
             for (Py_ssize_t u = 0; u < U; u++) {                                      \
-                MASKT mo = CCONV_MASK(U, MASK);                                       \
                 CCONV_S1_ROW(R, U, 5, MODE)                                           \
                 if (ir >= 4)                                                          \
-                    STOREM(out + (ir - 4) * ldo + j0 + u * LANES, mo,                 \
+                    STOREN(out + (ir - 4) * ldo + j0 + u * LANES, CCONV_NVALID(U, NLAST), \
                            CCONV_TAPS5(ws + 20, P4[u]));                              \
                 if (ir >= 3 && ir < rows + 3) P4[u] = CCONV_TAPS5(ws + 15, P3[u]);    \
                 if (ir >= 2 && ir < rows + 2) P3[u] = CCONV_TAPS5(ws + 10, P2[u]);    \
@@ -173,33 +178,33 @@ cdef extern from *:
     /* 3x3 stride 2, read straight from the unpadded input plane x (H x W, pitch ldx):
        output (i, j) reads x[2 i + kh - pt][2 j + kw - pl]. A block's row segment, from
        s = 2 j0 - pl on, is loaded as 2 U + 1 consecutive vectors V[0..2U]; vector u of
-       the block takes kw 0 (the even values of V[2u], V[2u+1]) and kw 1 (the odd ones)
-       by two-source permutes, and kw 2 (the even values one further on) by a permute of
-       kw 0 with lane 0 of V[2u+2]. Lane masks zero the columns outside [0, W), and rows
-       outside [0, H) are zero vectors, so the padding is never stored anywhere (copying
-       the plane into split padded planes first was 58% of MobileNet's 112x112 stride-2
-       layer; four loads per vector instead of two, 25% slower). Output row i reads input
-       rows 2i - pt .. 2i + 2 - pt, the last shared with output row i + 1 (its kh 0). */
-    #define CCONV_S2_MASK(U, MODE, V)                                                 \
-        ((MODE) == 4 || ((MODE) == 3 && ((V) == 0 || (V) >= 2 * (U) - 1)) ? mv[V] : FULL)
+       the block takes kw 0 (the even values of V[2u], V[2u+1]) and kw 1 (the odd ones),
+       and kw 2 (the even values one further on: kw 0 moved by a lane, with lane 0 of
+       V[2u+2]). Lane masks zero the columns outside [0, W), and rows outside [0, H) are
+       zero vectors, so the padding is never stored anywhere (copying the plane into
+       split padded planes first was 58% of MobileNet's 112x112 stride-2 layer; four
+       loads per vector instead of two, 25% slower). Output row i reads input rows
+       2i - pt .. 2i + 2 - pt, the last shared with output row i + 1 (its kh 0). */
+    #define CCONV_S2_LOAD(U, MODE, V, P)                                              \
+        (((MODE) == 4 || ((MODE) == 3 && ((V) == 0 || (V) >= 2 * (U) - 1)))           \
+         ? LOADZ(mv[V], P) : LOADU(P))
     #define CCONV_S2_ROW(R, U, MODE, E0, O1, E2)                                      \
         if ((R) >= 0 && (R) < H) {                                                    \
             const SCALAR* xr = x + (R) * ldx + s0 + 2 * u * LANES;                    \
-            VEC a = u == 0 ? LOADZ(CCONV_S2_MASK(U, MODE, 0), xr) : nxt;              \
-            VEC c = LOADZ(CCONV_S2_MASK(U, MODE, 2 * u + 1), xr + LANES);             \
-            nxt = LOADZ(CCONV_S2_MASK(U, MODE, 2 * u + 2), xr + 2 * LANES);           \
-            E0 = PERM2(a, ie, c); O1 = PERM2(a, io, c); E2 = PERM2(E0, inext, nxt);   \
+            VEC a = u == 0 ? CCONV_S2_LOAD(U, MODE, 0, xr) : nxt;                     \
+            VEC c = CCONV_S2_LOAD(U, MODE, 2 * u + 1, xr + LANES);                    \
+            nxt = CCONV_S2_LOAD(U, MODE, 2 * u + 2, xr + 2 * LANES);                  \
+            E0 = EVEN(a, c); O1 = ODD(a, c); E2 = NEXT(E0, nxt);                      \
         } else {                                                                      \
             E0 = O1 = E2 = SETZERO();                                                 \
         }
-    #define CCONV_DW3X3S2_BLOCK(U, MASK, MODE)                                        \
+    #define CCONV_DW3X3S2_BLOCK(U, NLAST, MODE)                                       \
     {                                                                                 \
         Py_ssize_t s0 = 2 * j0 - pl;                                                  \
-        MASKT mv[2 * U + 1], mo[U];                                                   \
+        MASKT mv[2 * U + 1];                                                          \
         VEC B[U], T[U], e0, o1, e2, nxt = SETZERO();                                  \
         for (Py_ssize_t v = 0; v < 2 * U + 1; v++) mv[v] = COLS(s0 + v * LANES, W);   \
         for (Py_ssize_t u = 0; u < U; u++) {                                          \
-            mo[u] = CCONV_MASK(U, MASK);                                              \
             CCONV_S2_ROW(-pt, U, MODE, e0, o1, e2)                                    \
             B[u] = FMA(wv[2], e2, FMA(wv[1], o1, FMA(wv[0], e0, vb)));                \
         }                                                                             \
@@ -211,14 +216,14 @@ cdef extern from *:
             }                                                                         \
             for (Py_ssize_t u = 0; u < U; u++) {                                      \
                 CCONV_S2_ROW(r + 2, U, MODE, e0, o1, e2)                              \
-                STOREM(out + i * ldo + j0 + u * LANES, mo[u],                         \
+                STOREN(out + i * ldo + j0 + u * LANES, CCONV_NVALID(U, NLAST),        \
                        FMA(wv[8], e2, FMA(wv[7], o1, FMA(wv[6], e0, T[u]))));         \
                 B[u] = FMA(wv[2], e2, FMA(wv[1], o1, FMA(wv[0], e0, vb)));            \
             }                                                                         \
         }                                                                             \
     }
 
-    /* The weights broadcast once; vb the bias. */
+    /* The weights broadcast once (3x3); vb the bias. */
     #define CCONV_DW_SETUP(TAPS)                                                      \
         VEC wv[TAPS], vb = SET1(b);                                                   \
         for (Py_ssize_t t = 0; t < TAPS; t++) wv[t] = SET1(w[t]);
@@ -228,110 +233,209 @@ cdef extern from *:
        outside the H x W plane. Stride 2 (3x3): the same with x[2 i + kh - pt]
        [2 j + kw - pl]. */
     #define CCONV_DW_DEFINE(SUFFIX)                                                   \
-    static inline MASKT cconv_cols_##SUFFIX(Py_ssize_t c0, Py_ssize_t n)              \
-    {   /* the lanes l whose column c0 + l lies in [0, n) */                          \
-        Py_ssize_t lo = c0 < 0 ? -c0 : 0, hi = n - c0 < LANES ? n - c0 : LANES;       \
-        if (hi <= lo) return (MASKT) 0;                                               \
-        return (MASKT)(((1u << hi) - 1u) & ~((1u << lo) - 1u));                       \
-    }                                                                                 \
     static void cconv_dw3x3_band_##SUFFIX(SCALAR* out, Py_ssize_t ldo,                \
             const SCALAR* x, Py_ssize_t ldx, Py_ssize_t H, Py_ssize_t W,              \
             Py_ssize_t row0, Py_ssize_t rstep, Py_ssize_t pl, Py_ssize_t dw,          \
             const SCALAR* w, Py_ssize_t rows, Py_ssize_t cols, SCALAR b)              \
-    { CCONV_DW_SETUP(9) CCONV_DW_COLUMNS(CCONV_DW3X3_S1) }                            \
+    { CCONV_DW_SETUP(9) CCONV_DW_COLUMNS(CCONV_DW3X3_S1, UMAX_3X3) }                  \
     static void cconv_dw5x5_band_##SUFFIX(SCALAR* out, Py_ssize_t ldo,                \
             const SCALAR* x, Py_ssize_t ldx, Py_ssize_t H, Py_ssize_t W,              \
             Py_ssize_t row0, Py_ssize_t rstep, Py_ssize_t pl, Py_ssize_t dw,          \
             const SCALAR* w, Py_ssize_t rows, Py_ssize_t cols, SCALAR b)              \
-    { VEC vb = SET1(b); CCONV_DW_COLUMNS(CCONV_DW5X5_S1) }                            \
+    { VEC vb = SET1(b); CCONV_DW_COLUMNS(CCONV_DW5X5_S1, UMAX_5X5) }                  \
     static void cconv_dw3x3s2_band_##SUFFIX(SCALAR* out, Py_ssize_t ldo,              \
             const SCALAR* x, Py_ssize_t ldx, Py_ssize_t H, Py_ssize_t W,              \
             Py_ssize_t pt, Py_ssize_t pl, const SCALAR* w,                            \
             Py_ssize_t rows, Py_ssize_t cols, SCALAR b)                               \
-    {                                                                                 \
-        IVEC ie = IDX_EVEN, io = IDX_ODD, inext = IDX_NEXT;                           \
-        CCONV_DW_SETUP(9) CCONV_DW_COLUMNS(CCONV_DW3X3S2)                             \
-    }                                                                                 \
+    { CCONV_DW_SETUP(9) CCONV_DW_COLUMNS(CCONV_DW3X3S2, UMAX_S2) }                    \
     static inline void cconv_copy_row_##SUFFIX(SCALAR* dst, const SCALAR* src,        \
                                                Py_ssize_t n)                          \
     {                                                                                 \
         Py_ssize_t j = 0;                                                             \
-        for (; j + LANES <= n; j += LANES)                                            \
-            STOREM(dst + j, FULL, LOADZ(FULL, src + j));                              \
-        if (j < n) {                                                                  \
-            MASKT m = (MASKT)((1u << (n - j)) - 1u);                                  \
-            STOREM(dst + j, m, LOADZ(m, src + j));                                    \
-        }                                                                             \
+        for (; j + LANES <= n; j += LANES) STOREN(dst + j, LANES, LOADU(src + j));    \
+        if (j < n) STOREN(dst + j, n - j, LOADZ(COLS(j, n), src + j));                \
     }
 
+    #if defined(__AVX512F__)
+    /* AVX-512: 32 vector registers, four vectors per block; masks are k-registers. */
+    #define UMAX_3X3 4
+    #define UMAX_5X5 4
+    #define UMAX_S2 4
+    #define CCONV_AVX512_HELPERS(SUFFIX, SCALAR_, VEC_, MASKT_, LANES_, STOREM_, PERM2_,  \
+                                 IDX_EVEN_, IDX_ODD_, IDX_NEXT_)                      \
+    static inline MASKT_ cconv_cols_##SUFFIX(Py_ssize_t c0, Py_ssize_t n)             \
+    {   /* the lanes l whose column c0 + l lies in [0, n) */                          \
+        Py_ssize_t lo = c0 < 0 ? -c0 : 0, hi = n - c0 < LANES_ ? n - c0 : LANES_;     \
+        if (hi <= lo) return (MASKT_) 0;                                              \
+        return (MASKT_)(((1u << hi) - 1u) & ~((1u << lo) - 1u));                      \
+    }                                                                                 \
+    static inline void cconv_storen_##SUFFIX(SCALAR_* p, Py_ssize_t n, VEC_ v)        \
+    {   /* a constant n = LANES_ folds to an unmasked store */                        \
+        STOREM_(p, n >= LANES_ ? (MASKT_) ~0u : (MASKT_)((1u << n) - 1u), v);         \
+    }                                                                                 \
+    static inline VEC_ cconv_even_##SUFFIX(VEC_ a, VEC_ c)                            \
+    { return PERM2_(a, IDX_EVEN_, c); }                                               \
+    static inline VEC_ cconv_odd_##SUFFIX(VEC_ a, VEC_ c)                             \
+    { return PERM2_(a, IDX_ODD_, c); }                                                \
+    static inline VEC_ cconv_next_##SUFFIX(VEC_ e, VEC_ n)                            \
+    { return PERM2_(e, IDX_NEXT_, n); }
+    CCONV_AVX512_HELPERS(f32, float, __m512, __mmask16, 16, _mm512_mask_storeu_ps,
+        _mm512_permutex2var_ps,
+        _mm512_setr_epi32(0, 2, 4, 6, 8, 10, 12, 14, 16, 18, 20, 22, 24, 26, 28, 30),
+        _mm512_setr_epi32(1, 3, 5, 7, 9, 11, 13, 15, 17, 19, 21, 23, 25, 27, 29, 31),
+        _mm512_setr_epi32(1, 2, 3, 4, 5, 6, 7, 8, 9, 10, 11, 12, 13, 14, 15, 16))
+    CCONV_AVX512_HELPERS(f64, double, __m512d, __mmask8, 8, _mm512_mask_storeu_pd,
+        _mm512_permutex2var_pd, _mm512_setr_epi64(0, 2, 4, 6, 8, 10, 12, 14),
+        _mm512_setr_epi64(1, 3, 5, 7, 9, 11, 13, 15), _mm512_setr_epi64(1, 2, 3, 4, 5, 6, 7, 8))
+    #define F32_NAMES(X) X(__m512, 16, __mmask16, _mm512_loadu_ps, _mm512_maskz_loadu_ps, \
+                           _mm512_fmadd_ps, _mm512_set1_ps, _mm512_setzero_ps)
+    #define F64_NAMES(X) X(__m512d, 8, __mmask8, _mm512_loadu_pd, _mm512_maskz_loadu_pd, \
+                           _mm512_fmadd_pd, _mm512_set1_pd, _mm512_setzero_pd)
+    #else
+    /* AVX2: 16 vector registers. The 3x3 kernels keep their nine weights in registers
+       and three vectors per block (weights broadcast from memory at each FMA, as the
+       5x5's, with four vectors per block: 10-20% slower; two vectors: 56-wide planes
+       10% slower). The 5x5 kernel keeps two vectors per block (its eight partial rows,
+       five loaded vectors and a broadcast: 15 registers; one or three vectors measured
+       the same). Masks are vectors; masked loads do not fault on the lanes they leave
+       out. Stores never use vmaskmovps, which takes tens of cycles on AMD cores: a
+       partial vector goes out as 4-, 2- and 1-value pieces. */
+    #define UMAX_3X3 3
+    #define UMAX_5X5 2
+    #define UMAX_S2 3
+    static inline __m256i cconv_cols_f32(Py_ssize_t c0, Py_ssize_t n) {
+        /* the lanes l whose column c0 + l lies in [0, n): all ones in 32-bit lanes */
+        __m256i col = _mm256_add_epi32(_mm256_set1_epi32((int) c0),
+                                       _mm256_setr_epi32(0, 1, 2, 3, 4, 5, 6, 7));
+        return _mm256_andnot_si256(_mm256_cmpgt_epi32(_mm256_setzero_si256(), col),
+                                   _mm256_cmpgt_epi32(_mm256_set1_epi32((int) n), col));
+    }
+    static inline __m256i cconv_cols_f64(Py_ssize_t c0, Py_ssize_t n) {
+        /* the same in 64-bit lanes */
+        __m256i col = _mm256_add_epi64(_mm256_set1_epi64x(c0), _mm256_setr_epi64x(0, 1, 2, 3));
+        return _mm256_andnot_si256(_mm256_cmpgt_epi64(_mm256_setzero_si256(), col),
+                                   _mm256_cmpgt_epi64(_mm256_set1_epi64x(n), col));
+    }
+    static inline __m256 cconv_even_f32(__m256 a, __m256 c) {
+        /* (a0 a2 c0 c2 | a4 a6 c4 c6), then its 64-bit pairs as (a0 a2 a4 a6 c0 c2 c4 c6) */
+        return _mm256_castpd_ps(_mm256_permute4x64_pd(
+            _mm256_castps_pd(_mm256_shuffle_ps(a, c, 0x88)), 0xD8));
+    }
+    static inline __m256 cconv_odd_f32(__m256 a, __m256 c) {
+        return _mm256_castpd_ps(_mm256_permute4x64_pd(
+            _mm256_castps_pd(_mm256_shuffle_ps(a, c, 0xDD)), 0xD8));
+    }
+    static inline __m256 cconv_next_f32(__m256 e, __m256 n) {
+        /* (e1 .. e7 n0): e's upper half beside n's lower half, then a 4-byte shift */
+        __m256 t = _mm256_permute2f128_ps(e, n, 0x21);
+        return _mm256_castsi256_ps(_mm256_alignr_epi8(_mm256_castps_si256(t),
+                                                      _mm256_castps_si256(e), 4));
+    }
+    static inline __m256d cconv_even_f64(__m256d a, __m256d c) {
+        return _mm256_permute4x64_pd(_mm256_unpacklo_pd(a, c), 0xD8);
+    }
+    static inline __m256d cconv_odd_f64(__m256d a, __m256d c) {
+        return _mm256_permute4x64_pd(_mm256_unpackhi_pd(a, c), 0xD8);
+    }
+    static inline __m256d cconv_next_f64(__m256d e, __m256d n) {
+        __m256d t = _mm256_permute2f128_pd(e, n, 0x21);
+        return _mm256_castsi256_pd(_mm256_alignr_epi8(_mm256_castpd_si256(t),
+                                                      _mm256_castpd_si256(e), 8));
+    }
+    static inline void cconv_storen_f32(float* p, Py_ssize_t n, __m256 v) {
+        if (n >= 8) { _mm256_storeu_ps(p, v); return; }
+        __m128 q = _mm256_castps256_ps128(v);
+        if (n >= 4) { _mm_storeu_ps(p, q); q = _mm256_extractf128_ps(v, 1); p += 4; n -= 4; }
+        if (n >= 2) { _mm_storel_pi((__m64*) p, q); q = _mm_movehl_ps(q, q); p += 2; n -= 2; }
+        if (n >= 1) _mm_store_ss(p, q);
+    }
+    static inline void cconv_storen_f64(double* p, Py_ssize_t n, __m256d v) {
+        if (n >= 4) { _mm256_storeu_pd(p, v); return; }
+        __m128d q = _mm256_castpd256_pd128(v);
+        if (n >= 2) { _mm_storeu_pd(p, q); q = _mm256_extractf128_pd(v, 1); p += 2; n -= 2; }
+        if (n >= 1) _mm_store_sd(p, q);
+    }
+    static inline __m256 cconv_loadz_f32(__m256i m, const float* p) {
+        return _mm256_maskload_ps(p, m);
+    }
+    static inline __m256d cconv_loadz_f64(__m256i m, const double* p) {
+        return _mm256_maskload_pd(p, m);
+    }
+    #define F32_NAMES(X) X(__m256, 8, __m256i, _mm256_loadu_ps, cconv_loadz_f32, \
+                           _mm256_fmadd_ps, _mm256_set1_ps, _mm256_setzero_ps)
+    #define F64_NAMES(X) X(__m256d, 4, __m256i, _mm256_loadu_pd, cconv_loadz_f64, \
+                           _mm256_fmadd_pd, _mm256_set1_pd, _mm256_setzero_pd)
+    #endif
+
+    /* The per-dtype names, then the kernels of the dtype. */
+    #define CCONV_VEC_OF(V, L, M, LU, LZ, F, S1, SZ) V
+    #define CCONV_LANES_OF(V, L, M, LU, LZ, F, S1, SZ) L
+    #define CCONV_MASKT_OF(V, L, M, LU, LZ, F, S1, SZ) M
+    #define CCONV_LOADU_OF(V, L, M, LU, LZ, F, S1, SZ) LU
+    #define CCONV_LOADZ_OF(V, L, M, LU, LZ, F, S1, SZ) LZ
+    #define CCONV_FMA_OF(V, L, M, LU, LZ, F, S1, SZ) F
+    #define CCONV_SET1_OF(V, L, M, LU, LZ, F, S1, SZ) S1
+    #define CCONV_SETZERO_OF(V, L, M, LU, LZ, F, S1, SZ) SZ
+
     #define SCALAR float
-    #define VEC __m512
-    #define LANES 16
-    #define MASKT __mmask16
-    #define FULL ((__mmask16) 0xFFFF)
-    #define LOADZ _mm512_maskz_loadu_ps
-    #define STOREM _mm512_mask_storeu_ps
-    #define FMA _mm512_fmadd_ps
-    #define SET1 _mm512_set1_ps
-    #define SETZERO _mm512_setzero_ps
+    #define VEC F32_NAMES(CCONV_VEC_OF)
+    #define LANES F32_NAMES(CCONV_LANES_OF)
+    #define MASKT F32_NAMES(CCONV_MASKT_OF)
+    #define LOADU F32_NAMES(CCONV_LOADU_OF)
+    #define LOADZ F32_NAMES(CCONV_LOADZ_OF)
+    #define FMA F32_NAMES(CCONV_FMA_OF)
+    #define SET1 F32_NAMES(CCONV_SET1_OF)
+    #define SETZERO F32_NAMES(CCONV_SETZERO_OF)
+    #define STOREN cconv_storen_f32
     #define COLS cconv_cols_f32
-    #define IVEC __m512i
-    #define PERM2 _mm512_permutex2var_ps
-    #define IDX_EVEN _mm512_setr_epi32(0, 2, 4, 6, 8, 10, 12, 14, 16, 18, 20, 22, 24, 26, 28, 30)
-    #define IDX_ODD _mm512_setr_epi32(1, 3, 5, 7, 9, 11, 13, 15, 17, 19, 21, 23, 25, 27, 29, 31)
-    #define IDX_NEXT _mm512_setr_epi32(1, 2, 3, 4, 5, 6, 7, 8, 9, 10, 11, 12, 13, 14, 15, 16)
+    #define EVEN cconv_even_f32
+    #define ODD cconv_odd_f32
+    #define NEXT cconv_next_f32
     CCONV_DW_DEFINE(f32)
     #undef SCALAR
     #undef VEC
     #undef LANES
     #undef MASKT
-    #undef FULL
+    #undef LOADU
     #undef LOADZ
-    #undef STOREM
     #undef FMA
     #undef SET1
     #undef SETZERO
+    #undef STOREN
     #undef COLS
-    #undef IVEC
-    #undef PERM2
-    #undef IDX_EVEN
-    #undef IDX_ODD
-    #undef IDX_NEXT
+    #undef EVEN
+    #undef ODD
+    #undef NEXT
 
     #define SCALAR double
-    #define VEC __m512d
-    #define LANES 8
-    #define MASKT __mmask8
-    #define FULL ((__mmask8) 0xFF)
-    #define LOADZ _mm512_maskz_loadu_pd
-    #define STOREM _mm512_mask_storeu_pd
-    #define FMA _mm512_fmadd_pd
-    #define SET1 _mm512_set1_pd
-    #define SETZERO _mm512_setzero_pd
+    #define VEC F64_NAMES(CCONV_VEC_OF)
+    #define LANES F64_NAMES(CCONV_LANES_OF)
+    #define MASKT F64_NAMES(CCONV_MASKT_OF)
+    #define LOADU F64_NAMES(CCONV_LOADU_OF)
+    #define LOADZ F64_NAMES(CCONV_LOADZ_OF)
+    #define FMA F64_NAMES(CCONV_FMA_OF)
+    #define SET1 F64_NAMES(CCONV_SET1_OF)
+    #define SETZERO F64_NAMES(CCONV_SETZERO_OF)
+    #define STOREN cconv_storen_f64
     #define COLS cconv_cols_f64
-    #define IVEC __m512i
-    #define PERM2 _mm512_permutex2var_pd
-    #define IDX_EVEN _mm512_setr_epi64(0, 2, 4, 6, 8, 10, 12, 14)
-    #define IDX_ODD _mm512_setr_epi64(1, 3, 5, 7, 9, 11, 13, 15)
-    #define IDX_NEXT _mm512_setr_epi64(1, 2, 3, 4, 5, 6, 7, 8)
+    #define EVEN cconv_even_f64
+    #define ODD cconv_odd_f64
+    #define NEXT cconv_next_f64
     CCONV_DW_DEFINE(f64)
     #undef SCALAR
     #undef VEC
     #undef LANES
     #undef MASKT
-    #undef FULL
+    #undef LOADU
     #undef LOADZ
-    #undef STOREM
     #undef FMA
     #undef SET1
     #undef SETZERO
+    #undef STOREN
     #undef COLS
-    #undef IVEC
-    #undef PERM2
-    #undef IDX_EVEN
-    #undef IDX_ODD
-    #undef IDX_NEXT
-
+    #undef EVEN
+    #undef ODD
+    #undef NEXT
     #else
     #define CCONV_DW_SIMD 0
     /* Never called (CCONV_DW_SIMD is 0): only so that the module compiles. */
@@ -391,7 +495,8 @@ cdef extern from *:
 
 cdef inline void copy_row(floating* dst, const floating* src, Py_ssize_t n) noexcept nogil:
     """dst[j] = src[j] for j < n (vectors and one masked tail where the build has
-    AVX-512: gcc's loop spent most of a 14- or 56-wide row in its scalar remainder)."""
+    AVX-512 or AVX2: gcc's loop spent most of a 14- or 56-wide row in its scalar
+    remainder)."""
     if floating is float:
         cconv_copy_row_f32(dst, src, n)
     else:

@@ -47,7 +47,7 @@ def test_depthwise_agrees_with_grouped_conv2d(dtype, m):
     check_against(reference.depthwise_conv2d, grouped, [x, w, b], kw, dtype)
 
 
-# The AVX-512 band kernels for 3x3 stride 1 and stride 2 (where the build has them)
+# The SIMD band kernels for 3x3 stride 1 and stride 2 (where the build has them)
 # keep the plain kernels' FMA order: every case must give the same bits both ways, at
 # every width (masked column tails), height (the row rotation's start and end),
 # dilation (stride 1) and padding parity (stride 2 splits the padded columns by parity).
@@ -99,7 +99,7 @@ BAND_CASES += [cases.depthwise_case(1, 2, m, hw, 3, stride=2, padding=p,
 def test_simd_band_kernel_gives_the_plain_kernels_bits(case, dtype):
     from cconv import _depthwise
     if not _depthwise.simd_band_available():
-        pytest.skip("this build has no AVX-512 band kernel")
+        pytest.skip("this build has no SIMD (AVX-512 or AVX2) band kernel")
     try:
         band = check_case(cconv, case, dtype)
         _depthwise._set_simd_band(False)

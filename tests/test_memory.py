@@ -241,10 +241,10 @@ def test_depthwise_scratch_is_capped_by_the_work_items():
     assert growth <= 2 * PLANE + 8 * 2**20, f"{growth / 2**20:.1f} MiB"
 
 
-# The AVX-512 band kernels (3x3 here) read the input plane itself: no padded plane at all.
+# The SIMD band kernels (3x3 here) read the input plane itself: no padded plane at all.
 def test_depthwise_band_kernels_allocate_no_plane():
     from cconv import _depthwise
     if not _depthwise.simd_band_available():
-        pytest.skip("this build has no AVX-512 band kernel")
+        pytest.skip("this build has no SIMD (AVX-512 or AVX2) band kernel")
     growth = _scratch_growth(2)
     assert growth <= 8 * 2**20, f"{growth / 2**20:.1f} MiB"
