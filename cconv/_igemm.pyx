@@ -434,6 +434,7 @@ cdef inline void store_stride2(floating* dst, const floating* src, Py_ssize_t n)
 cdef struct Problem:
     Py_ssize_t C_in_img      # input channels per image (all groups)
     Py_ssize_t H, W          # input plane
+    Py_ssize_t plane         # values from one input plane to the next (H * W, or more)
     Py_ssize_t Cg            # input channels per group
     Py_ssize_t M             # output channels per group
     Py_ssize_t C_out_img     # output channels per image
@@ -828,7 +829,7 @@ cdef void run_item(const Problem* P, const floating* x_img, floating* out_img,
         nr = NR_F64
     cdef Py_ssize_t wg = P.ph_wg[phase]
     cdef Py_ssize_t ntiles = (npos_item + nr - 1) // nr
-    cdef Py_ssize_t plane = P.H * P.W
+    cdef Py_ssize_t plane = P.plane
     cdef Py_ssize_t tile_block = MR * nr       # one (m-block, tile) accumulator block
     cdef Py_ssize_t r, j, m, k, k_end, kb_end, t, ci, cnt, nseg, mb, kc, tile, tp0, tnpos
     cdef Py_ssize_t rows
@@ -1021,13 +1022,13 @@ cdef int run_problem(const Problem* P, const floating* x, floating* out,
                 mb1 = P.n_mblocks
             if floating is float:
                 if P.channel_tiles:
-                    channel_tile_item(P, x + n * P.C_in_img * P.H * P.W + g * P.Cg * P.H * P.W,
+                    channel_tile_item(P, x + n * P.C_in_img * P.plane + g * P.Cg * P.plane,
                                       w + g * P.w_group,
                                       (bias + g * P.M) if bias != NULL else NULL,
                                       out + n * P.C_out_img * P.out_plane, g, work[3 * row],
                                       work[3 * row + 1], work[3 * row + 2], mb0, mb1, cbuf)
                     continue
-            run_item(P, x + n * P.C_in_img * P.H * P.W, out + n * P.C_out_img * P.out_plane,
+            run_item(P, x + n * P.C_in_img * P.plane, out + n * P.C_out_img * P.out_plane,
                      w + g * P.w_group, (bias + g * P.M) if bias != NULL else NULL,
                      g, work[3 * row], work[3 * row + 1], work[3 * row + 2], mb0, mb1,
                      bpanel, cbuf, seg, tile_valid)
@@ -1103,7 +1104,7 @@ class Plan:
                  "tap_dx", "phase_cols", "positions", "_work", "tap_base", "polyphase", "Cg",
                  "inplace", "packed_layout", "pack_spec", "prefer_packed", "packed", "K",
                  "direct", "boff", "direct_limit", "channel_tiles", "channel_layout",
-                 "tap_window", "ct_runs", "without_channel_tiles")
+                 "tap_window", "ct_runs", "without_channel_tiles", "plane")
 
     def __init__(self, N, C_in, H, W, G, M, out_plane, sy, sx, lda, w_group, aoff, tap_dy,
                  tap_dx, phases, pack_spec, prefer_packed=False, tap_base=None,
@@ -1153,6 +1154,9 @@ class Plan:
         # A DirectSource when B is read in place from zero-bordered source planes of
         # shape (H, W) (see _direct_geometry); None when B panels are packed.
         self.direct = direct
+        # Values from one input plane to the next: a direct plan's source planes may
+        # carry a gap after each (see _plane_pitch).
+        self.plane = H * W if direct is None else direct.plane
         # columns: hg, wg, dst0, drs, dcs, tap0, tap1, pitch (positions per grid row:
         # the source width when direct, so a grid row's taps are contiguous runs)
         phase_cols = np.asarray(phases, dtype=np.intp).reshape(-1, 7)
@@ -1191,7 +1195,7 @@ class Plan:
         if direct is not None:
             # B row k = (tap t, channel c) of a grid position p lies at boff[k] + p from
             # the group's first plane.
-            plane = H * W
+            plane = self.plane
             self.boff = np.ascontiguousarray(
                 (self.tap_base + self.tap_dy * W + self.tap_dx)[:, None]
                 + np.arange(self.Cg, dtype=np.intp)[None, :] * plane, dtype=np.intp).reshape(-1)
@@ -1259,6 +1263,7 @@ def execute(plan, work_plan, layout, const floating[::1] x, floating[::1] out,
     P.C_in_img = plan.C_in
     P.H = plan.H
     P.W = plan.W
+    P.plane = plan.plane
     P.Cg = plan.Cg
     P.M = plan.M
     P.C_out_img = plan.G * plan.M
@@ -1589,25 +1594,47 @@ def _polyphase_planes(x, plan, int n_threads):
     N, C, H, W = x.shape
     planes = np.empty(N * len(used) * C * plan.H * plan.W, dtype=x.dtype)
     _fill_source(x.reshape(N * C, H, W), planes, np.asarray(used, dtype=np.intp).reshape(-1, 2),
-                 N, sh, sw, 0, 0, plan.H, plan.W, n_threads)
+                 N, sh, sw, 0, 0, plan.H, plan.W, plan.H * plan.W, n_threads)
     return planes
 
 
-DirectSource = namedtuple("DirectSource", "sh sw pt pl Hs Ws used copy slack")
+DirectSource = namedtuple("DirectSource", "sh sw pt pl Hs Ws plane used copy slack")
 DirectSource.__doc__ = """How a direct plan's source planes come from the input: the input
 zero-bordered by (pt, pl) at the top/left (and as much as the taps need at the
-bottom/right), split into the phases ``used`` of stride (sh, sw), each plane (Hs, Ws);
-``copy`` False when that is the input itself; ``slack`` zeros after the last plane."""
+bottom/right), split into the phases ``used`` of stride (sh, sw), each plane (Hs, Ws),
+``plane`` values apart (Hs * Ws and a gap, see _plane_pitch); ``copy`` False when that
+is the input itself; ``slack`` zeros after the last plane."""
 
 
-def _direct_geometry(H, W, stride, grids):
+def _plane_pitch(n):
+    """Values from one copied source plane to the next, for planes of n values: the
+    least p >= n with p = 16 (mod 32). A tile's B rows lie a plane apart, 64 of them per
+    chunk of the AVX2 tiles; at a stride of 64 bytes times an odd number they fall in
+    every L1 set, where a stride of 4 KiB times anything (a 32x32 or 64x64 plane) puts
+    them all in one set of 8 ways and every sub-tile pass missed L1 (U-Net's 2x2 up-conv
+    on 64x64: 10.5 ms, against 4.9 on 64x65)."""
+    return n + (16 - n % 32) % 32
+
+
+def _planes_alias(n, k_rows):
+    """Whether planes of n values read in place would put a tile's B rows in at most
+    four L1 sets (a stride of 1 KiB times anything; float32) with k_rows B rows per tile
+    (channels x taps): then a copy with spread planes pays. Measured (1x1 convs, float32,
+    1 thread), in place against copied: 128 -> 64 on 64x64 2.2 against 1.0 ms, 256 ->
+    256 on 32x32 4.3 against 1.7, 128 -> 128 on 48x48 1.37 against 1.01; with 32 input
+    channels the same or slower copied (32 -> 64 on 112x112, 32 -> 24 on 48x48)."""
+    return n % 256 == 0 and k_rows >= 64
+
+
+def _direct_geometry(H, W, stride, grids, k_rows=0):
     """The source planes of a direct plan, and where each tap reads in them.
 
     ``grids`` lists (hg, wg, dy, dx) per output phase: grid point (i, j) of tap t reads
     input (i * sh + dy[t], j * sw + dx[t]). Returns (DirectSource, phase, qy, qx) with,
     per tap, the index of its phase plane in ``used`` and its non-negative offset there:
     grid point (i, j) reads plane row i + qy, column j + qx, for every tap, so a run of
-    positions along a grid row of pitch Ws is a contiguous run of the plane.
+    positions along a grid row of pitch Ws is a contiguous run of the plane. ``k_rows``:
+    the B rows of a tile (input channels per group x taps), see _planes_alias.
     """
     sh, sw = stride
     dy = np.concatenate([g[2] for g in grids]).astype(np.intp)
@@ -1624,10 +1651,11 @@ def _direct_geometry(H, W, stride, grids):
     index = {ab: i for i, ab in enumerate(used)}
     phase = np.array([index[ab] for ab in pairs], dtype=np.intp)
     qy, qx = ry // sh, rx // sw
-    copy = (pt, pl, pb, pr, sh, sw) != (0, 0, 0, 0, 1, 1)
+    copy = (pt, pl, pb, pr, sh, sw) != (0, 0, 0, 0, 1, 1) or _planes_alias(Hs * Ws, k_rows)
+    plane = _plane_pitch(Hs * Ws) if copy else Hs * Ws
     # A tile of the last grid row reads up to max(qy, qx) rows and columns past it.
     slack = int(qy.max()) * Ws + int(qx.max()) + max(NR_F32, NR_F64) if copy else 0
-    return DirectSource(sh, sw, pt, pl, Hs, Ws, used, copy, slack), phase, qy, qx
+    return DirectSource(sh, sw, pt, pl, Hs, Ws, plane, used, copy, slack), phase, qy, qx
 
 
 def _direct_pays(direct_tiles, packed_tiles):
@@ -1706,27 +1734,29 @@ def _grid_tiles(grids, pitch=None):
 
 
 def _direct_source(x, src, int n_threads):
-    """The flat source planes of a direct plan: (N, len(used), C, Hs, Ws), then the
-    slack; the input itself when it needs no border and no phase split."""
+    """The flat source planes of a direct plan: (N, len(used), C) planes of (Hs, Ws),
+    src.plane values apart, then the slack; the input itself when it needs no border, no
+    phase split and no spreading of its planes."""
     if not src.copy:
         return x
     N, C, H, W = x.shape
-    n = N * len(src.used) * C * src.Hs * src.Ws
+    n = N * len(src.used) * C * src.plane
     planes = np.empty(n + src.slack, dtype=x.dtype)
     planes[n:] = 0
     _fill_source(x.reshape(N * C, H, W), planes,
                  np.asarray(src.used, dtype=np.intp).reshape(-1, 2), N, src.sh, src.sw,
-                 src.pt, src.pl, src.Hs, src.Ws, n_threads)
+                 src.pt, src.pl, src.Hs, src.Ws, src.plane, n_threads)
     return planes
 
 
 def _fill_source(const floating[:, :, ::1] x, floating[::1] planes,
                  const Py_ssize_t[:, ::1] phase_rc, Py_ssize_t N, Py_ssize_t sh,
                  Py_ssize_t sw, Py_ssize_t pt, Py_ssize_t pl, Py_ssize_t Hs, Py_ssize_t Ws,
-                 int n_threads):
-    """planes[(((n*P + p)*C + c)*Hs + i)*Ws + j] = x[n*C + c, a + i*sh - pt, b + j*sw - pl]
-    (0 outside x), for the phases (a, b) = phase_rc[p]; one plane per work item, rows as
-    a zero run, a copied run and a zero run."""
+                 Py_ssize_t plane, int n_threads):
+    """planes[((n*P + p)*C + c)*plane + i*Ws + j] = x[n*C + c, a + i*sh - pt, b + j*sw - pl]
+    (0 outside x, and in the plane - Hs * Ws values after each plane), for the phases
+    (a, b) = phase_rc[p]; one plane per work item, rows as a zero run, a copied run and
+    a zero run."""
     cdef Py_ssize_t P = phase_rc.shape[0], C = x.shape[0] // N if N else 0
     cdef Py_ssize_t H = x.shape[1], W = x.shape[2]
     cdef Py_ssize_t item, n, p, c, rest, i, j, a, b, iy, j_lo, j_hi, col0
@@ -1758,8 +1788,10 @@ def _fill_source(const floating[:, :, ::1] x, floating[::1] planes,
             if j_hi < j_lo:
                 j_hi = j_lo
             col0 = b + j_lo * sw - pl
+            for j in range(Hs * Ws, plane):
+                planes[item * plane + j] = 0
             for i in range(Hs):
-                row = &planes[(item * Hs + i) * Ws]
+                row = &planes[item * plane + i * Ws]
                 iy = a + i * sh - pt
                 if iy < 0 or iy >= H:
                     for j in range(Ws):
@@ -1888,13 +1920,13 @@ def conv2d_plan(x_shape, w_shape, out_shape, stride, padding, dilation, int grou
     pack_spec = (tap_kh * KW + tap_kw, KH * KW)
     prefer_packed = _packing_pays(N * H_out * W_out, KH * KW == 1)
     grids = [(H_out, W_out, tap_dy, tap_dx)]
-    src, phase, qy, qx = _direct_geometry(H, W, stride, grids)
+    src, phase, qy, qx = _direct_geometry(H, W, stride, grids, Cg * KH * KW)
     direct, channel_tiles, direct_without = _choose_direct(b_source, prefer_packed, grids,
                                                            src.Ws, M)
     if direct:
         plan = Plan(N, len(src.used) * C_in, src.Hs, src.Ws, groups, M, H_out * W_out, 1, 1,
                     lda, M * lda, aoff, qy, qx, phases, pack_spec, True,
-                    tap_base=phase * C_in * src.Hs * src.Ws, Cg=Cg, direct=src,
+                    tap_base=phase * C_in * src.plane, Cg=Cg, direct=src,
                     channel_tiles=channel_tiles,
                     tap_window=_tap_windows(H, W, stride, tap_dy, tap_dx))
         if not direct_without:
@@ -1976,7 +2008,8 @@ def conv_transpose2d_plan(x_shape, w_shape, out_shape, stride, padding, dilation
     grids = [(hg, wg, tap_dy[t0:t1], tap_dx[t0:t1]) for hg, wg, _, _, _, t0, t1 in phases
              if t1 > t0]
     if grids:
-        src, _, qy, qx = _direct_geometry(H, W, (1, 1), grids)
+        src, _, qy, qx = _direct_geometry(H, W, (1, 1), grids,
+                                          Cg * max(t1 - t0 for *_, t0, t1 in phases))
         direct, channel_tiles, direct_without = _choose_direct(b_source, prefer_packed,
                                                                grids, src.Ws, M)
         if direct:

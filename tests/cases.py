@@ -259,6 +259,9 @@ def conv_transpose2d_awkward():
     # (widths around the 8-value steps of the stride-2 column stores)
     for hw in [(3, 7), (4, 3), (2, 14), (2, 8), (1, 9), (2, 16), (1, 17), (1, 33)]:
         cases.append(c(2, 3, 9, hw, 2, stride=2, name=f"in{hw[0]}x{hw[1]}-s2"))
+    # 16x16 inputs (256-value planes) with 64 input channels: read through copied
+    # planes spread apart (_igemm._plane_pitch), not in place
+    cases.append(c(2, 64, 5, (16, 16), 2, stride=2, name="spread-planes-s2"))
     # Sub-pixel phases: stride and dilation sharing factors leave phases with no taps.
     for s, d, op in [(2, 2, 1), (3, 2, 2), (4, 2, 3), (2, 3, 2), (3, 3, 0), (4, 6, 5),
                      ((2, 3), (3, 2), (1, 2))]:
@@ -351,6 +354,10 @@ def pointwise_grid():
         cases.append(c(1, ci, 9, (3, 3), name=f"k-block-c_in{ci}"))
     for hw in [(1, 127), (1, 128), (1, 129), (16, 16), (15, 17), (1, 257)]:
         cases.append(c(1, 3, 5, hw, name=f"nc-block-{hw[0]}x{hw[1]}"))
+    # 256-value planes with 64 or more input channels are copied with a gap after each
+    # plane (_igemm._plane_pitch); 32 channels are read in place
+    for n, ci in [(2, 64), (1, 65), (2, 32)]:
+        cases.append(c(n, ci, 9, (16, 16), name=f"spread-planes-n{n}-c_in{ci}"))
     for co in [255, 256, 257]:
         cases.append(c(1, 3, co, (2, 3), name=f"m-chunk-c_out{co}"))
     return cases

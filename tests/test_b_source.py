@@ -306,6 +306,31 @@ def test_direct_geometry_reads_an_unpadded_input_in_place():
     assert not src.copy and src.slack == 0 and (src.Hs, src.Ws) == (14, 14)
 
 
+@pytest.mark.parametrize("n, expected", [(0, 16), (16, 16), (17, 48), (48, 48), (196, 208),
+                                         (256, 272), (1024, 1040), (4096, 4112)])
+def test_plane_pitch_is_an_odd_multiple_of_16_values(n, expected):
+    assert _igemm._plane_pitch(n) == expected
+
+
+@pytest.mark.parametrize("hw, k_rows, copy", [
+    ((64, 64), 128, True),    # 4096-value planes: every B row of a tile in one L1 set
+    ((16, 16), 64, True),
+    ((16, 16), 63, False),    # few rows: reading in place measured as fast
+    ((56, 56), 256, False),   # 3136 values: rows spread over 16 sets already
+    ((14, 14), 512, False),
+])
+def test_direct_geometry_spreads_planes_that_alias(hw, k_rows, copy):
+    src, *_ = _igemm._direct_geometry(*hw, (1, 1), [(*hw, np.zeros(1), np.zeros(1))], k_rows)
+    assert src.copy is copy
+    assert src.plane == (_igemm._plane_pitch(hw[0] * hw[1]) if copy else hw[0] * hw[1])
+
+
+def test_direct_geometry_spreads_copied_planes():
+    src, *_ = _igemm._direct_geometry(14, 14, (1, 1), [(14, 14, np.arange(3) - 1,
+                                                        np.arange(3) - 1)])
+    assert src.copy and (src.Hs, src.Ws) == (16, 16) and src.plane == 272
+
+
 def test_b_source_is_checked():
     with pytest.raises(ValueError, match="b_source"):
         _igemm.conv2d_plan((1, 2, 5, 5), (2, 2, 3, 3), (1, 2, 3, 3), (1, 1),
