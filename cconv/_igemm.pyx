@@ -64,8 +64,9 @@ from cython.parallel cimport prange, parallel
 
 from cconv._common cimport (scratch_alloc, free, floor_div, ceil_div, effective_threads,
                             cconv_prefetch_l2, cconv_transpose16_copy)
-from cconv._microkernel cimport (MR, NR_F32, NR_F64, KC, microkernel, microkernel_packed,
-                                 microkernel_direct_8x32_f32, microkernel_direct_4x32_f64)
+from cconv._microkernel cimport (MR, NR_F32, NR_F64, KC, CCONV_GEMM_AVX2, microkernel,
+                                 microkernel_packed, microkernel_direct_8x32_f32,
+                                 microkernel_direct_4x32_f64)
 
 
 cdef enum:
@@ -1702,7 +1703,14 @@ def _channel_runs(wg, cuts=()):
     return runs
 
 
-def _channel_tiles_pay(M, grids, Ws):
+# How much faster channel tiles run than 8 x 32 tiles per multiply-add they compute:
+# alike with AVX-512; with AVX2's sub-tiles (_microkernel.pxd) channel tiles measured
+# 10-15% faster at equal work (1x1 256 -> 64 on 56x56: 1.35 against 1.52 ms; 512 -> 512
+# on 14x14 1.29 against 1.49 with 14% more work in the 8 x 32 tiles).
+CT_ADVANTAGE = 1.1 if CCONV_GEMM_AVX2 else 1.0
+
+
+def _channel_tiles_pay(M, grids, Ws, advantage=CT_ADVANTAGE):
     """Whether a direct plan runs float32 channel-tiled (CB channels x a run of one grid
     row) rather than in 8 x 32 tiles (MR channels x 32 positions of the source pitch).
 
@@ -1716,7 +1724,9 @@ def _channel_tiles_pay(M, grids, Ws):
     ASPP's 33x33 maps, 6% on VGG's 3x3 at 112x112 (pitch waste 1.8%), 2% at 224x224,
     even on the 7x7 stride-2 stem (2.7%); 1x1 512 -> 512 at 14x14 (7 tiles for 196
     positions) 4% faster on one thread, the same on two; 12% slower on 1x1 256 -> 64
-    at 56x56, where the 8 x 32 tiles have no waste to win back and are kept.
+    at 56x56, where the 8 x 32 tiles have no waste to win back and are kept (with
+    AVX-512; ``advantage``, the channel tiles' speed per multiply-add against the
+    8 x 32 tiles', weighs their work: see CT_ADVANTAGE).
     """
     if M <= 0:
         return False
@@ -1725,7 +1735,7 @@ def _channel_tiles_pay(M, grids, Ws):
         tiled += -(-(hg * Ws) // NR_F32) * NR_F32 * (-(-M // MR) * MR)
         runs = sum(r * max(1.0, 4.0 / r) for r in _channel_runs(wg))
         ct += hg * runs * (-(-M // CB) * CB)
-    return tiled > ct
+    return tiled * advantage > ct
 
 
 def _grid_tiles(grids, pitch=None):

@@ -205,7 +205,9 @@ def _conv_plan(xs, ws, stride=1, pad=0, dilation=1):
      True, True),
     ("VGG 3x3 at 112x112: 114/112", ((1, 128, 112, 112), (128, 128, 3, 3), 1, 1), True,
      True, True),
-    ("1x1 at 56x56: no border", ((1, 256, 56, 56), (64, 256, 1, 1)), True, False, True),
+    # (equal work: channel tiles where they run faster per multiply-add, see CT_ADVANTAGE)
+    ("1x1 at 56x56: no border", ((1, 256, 56, 56), (64, 256, 1, 1)), True,
+     _igemm.CT_ADVANTAGE > 1, True),
     ("ResNet stem 7x7 stride 2: 115/112", ((1, 3, 224, 224), (64, 3, 7, 7), 2, 3), True,
      True, True),
     ("3x3 without padding at 58x58: 58/56", ((1, 64, 58, 58), (64, 64, 3, 3)), True, True, True),
@@ -272,7 +274,22 @@ def test_float64_runs_the_plan_without_channel_tiles():
     (256, [(14, 14, [0, 1], [0, 0])], 16, True),
 ])
 def test_channel_tiles_pay_rule(M, grids, Ws, expected):
-    assert _igemm._channel_tiles_pay(M, grids, Ws) is expected
+    assert _igemm._channel_tiles_pay(M, grids, Ws, advantage=1.0) is expected
+
+
+@pytest.mark.parametrize("M, grids, Ws, expected", [
+    (64, [(56, 56)], 56, True),      # equal work: channel tiles' speed decides
+    (48, [(14, 14)], 16, False),     # 1.33 / 1.14 > 1.1
+    (24, [(56, 56)], 56, False),     # 32 lanes for 24 channels
+])
+def test_channel_tiles_pay_rule_with_faster_channel_tiles(M, grids, Ws, expected):
+    assert _igemm._channel_tiles_pay(M, grids, Ws, advantage=1.1) is expected
+
+
+def test_channel_tile_advantage_follows_the_build():
+    from cconv import _config
+    simd = _config.build_config()["simd"]
+    assert _igemm.CT_ADVANTAGE == (1.1 if simd == "AVX2+FMA" else 1.0)
 
 
 def test_which_transposed_plans_are_direct():
