@@ -113,9 +113,10 @@ cdef extern from *:
             r[i + 4] = _mm256_permute2f128_ps(u[i], u[i + 4], 0x31);
         }
     }
-    /* The 16 x 16 copy as four 8 x 8 register transposes. */
-    static void cconv_transpose16_copy(const float* src, Py_ssize_t lda, float* dst,
-                                       Py_ssize_t ldd) {
+    /* src[i * lda + j] to lane i of the 16 values at dst + doff[j] (doff NULL: at
+       dst + j * ldd), for i, j < 16: four 8 x 8 register transposes. */
+    static void cconv_transpose16_avx2(const float* src, Py_ssize_t lda, float* dst,
+                                       const Py_ssize_t* doff, Py_ssize_t ldd) {
         for (Py_ssize_t bi = 0; bi < 16; bi += 8)
             for (Py_ssize_t bj = 0; bj < 16; bj += 8) {
                 __m256 r[8];
@@ -123,8 +124,12 @@ cdef extern from *:
                     r[i] = _mm256_loadu_ps(src + (bi + i) * lda + bj);
                 cconv_transpose8(r);
                 for (Py_ssize_t j = 0; j < 8; j++)
-                    _mm256_storeu_ps(dst + (bj + j) * ldd + bi, r[j]);
+                    _mm256_storeu_ps(dst + (doff ? doff[bj + j] : (bj + j) * ldd) + bi, r[j]);
             }
+    }
+    static void cconv_transpose16_copy(const float* src, Py_ssize_t lda, float* dst,
+                                       Py_ssize_t ldd) {
+        cconv_transpose16_avx2(src, lda, dst, NULL, ldd);
     }
     #else
     static void cconv_transpose16_copy(const float* src, Py_ssize_t lda, float* dst,

@@ -343,31 +343,10 @@ cdef extern from *:
             }
         }
     }
-    static void cconv_store_stride2_f32(float* dst, const float* src, Py_ssize_t n) {
-        for (Py_ssize_t i = 0; i < n; i++) dst[2 * i] = src[i];
-    }
-    static void cconv_store_stride2_f64(double* dst, const double* src, Py_ssize_t n) {
-        for (Py_ssize_t i = 0; i < n; i++) dst[2 * i] = src[i];
-    }
-    static void cconv_gather_stride2_f32(float* dst, const float* src, Py_ssize_t n) {
-        for (Py_ssize_t j = 0; j < n; j++) dst[j] = src[2 * j];
-    }
-    static void cconv_gather_stride2_f64(double* dst, const double* src, Py_ssize_t n) {
-        for (Py_ssize_t j = 0; j < n; j++) dst[j] = src[2 * j];
-    }
-    /* dst + doff[j] gets src[i * lda + j] at lane i (see the AVX-512 version), as four
-       8 x 8 register transposes. */
+    /* dst + doff[j] gets src[i * lda + j] at lane i (see the AVX-512 version). */
     static void cconv_transpose16_scatter(const float* src, Py_ssize_t lda, float* dst,
                                           const Py_ssize_t* doff) {
-        for (Py_ssize_t bi = 0; bi < 16; bi += 8)
-            for (Py_ssize_t bj = 0; bj < 16; bj += 8) {
-                __m256 r[8];
-                for (Py_ssize_t i = 0; i < 8; i++)
-                    r[i] = _mm256_loadu_ps(src + (bi + i) * lda + bj);
-                cconv_transpose8(r);
-                for (Py_ssize_t j = 0; j < 8; j++)
-                    _mm256_storeu_ps(dst + doff[bj + j] + bi, r[j]);
-            }
+        cconv_transpose16_avx2(src, lda, dst, doff, 0);
     }
     #else
     static void cconv_ct_store(const float* c, Py_ssize_t npos, Py_ssize_t rows,
@@ -375,6 +354,14 @@ cdef extern from *:
         for (Py_ssize_t j = 0; j < rows; j++)
             for (Py_ssize_t i = 0; i < npos; i++) out[j * ldo + i * dcs] = c[i * 32 + j];
     }
+    static void cconv_transpose16_scatter(const float* src, Py_ssize_t lda, float* dst,
+                                          const Py_ssize_t* doff) {
+        for (Py_ssize_t j = 0; j < 16; j++)
+            for (Py_ssize_t i = 0; i < 16; i++) dst[doff[j] + i] = src[i * lda + j];
+    }
+    #endif
+    #if !defined(__AVX512F__)
+    /* The stride-2 column copies without AVX-512: plain loops. */
     static void cconv_store_stride2_f32(float* dst, const float* src, Py_ssize_t n) {
         for (Py_ssize_t i = 0; i < n; i++) dst[2 * i] = src[i];
     }
@@ -386,11 +373,6 @@ cdef extern from *:
     }
     static void cconv_gather_stride2_f64(double* dst, const double* src, Py_ssize_t n) {
         for (Py_ssize_t j = 0; j < n; j++) dst[j] = src[2 * j];
-    }
-    static void cconv_transpose16_scatter(const float* src, Py_ssize_t lda, float* dst,
-                                          const Py_ssize_t* doff) {
-        for (Py_ssize_t j = 0; j < 16; j++)
-            for (Py_ssize_t i = 0; i < 16; i++) dst[doff[j] + i] = src[i * lda + j];
     }
     #endif
     static const cconv_ct_kernel_t cconv_ct_kernels[15] = {
