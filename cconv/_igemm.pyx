@@ -36,6 +36,15 @@ zmm registers of float32, four of float64).
   for 196 outputs), and a run leaves out every tap that reads only the zero border for
   it (ASPP's dilation 12 and 18 on 33x33: 43-60% of the taps), unless a weight is
   Inf or NaN (0 * Inf is NaN). The same k order and K-blocks, so the same bits.
+  Without AVX-512 (AVX2: 16 ymm registers, a quarter of these tiles' accumulators) both
+  tiles run as sub-tiles of at most 12 accumulators over chunks of 64 k, the partial
+  sums kept in a local tile (``_microkernel.pxd``): 6 rows x 2 vectors and 2 x 4 for
+  the 8 x 32 tile, 6 positions x 2 channel vectors per half of a channel tile; each
+  output gets the same FMAs in the same order.
+* Source planes: a direct plan's copied planes are each followed by a small gap
+  (``_plane_pitch``), so that the B rows of a tile, one plane apart, spread over the
+  L1 sets; planes of a multiple of 256 values are copied for that alone
+  (``_planes_alias``: 64x64 maps read in place ran at half speed with AVX2's sub-tiles).
 * Blocking: a work item covers up to ``NC`` positions (several NR tiles) and a chunk
   of output channels. K runs in blocks of ``KC``; within a block the item's tiles and
   m-blocks reuse each other from L1/L2.
