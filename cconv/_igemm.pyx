@@ -118,6 +118,13 @@ ctypedef void (*direct_kernel_f64)(Py_ssize_t, const double*, const double*,
 # being the bias: the same rounding as adding acc to a copy of it).
 cdef extern from *:
     """
+    #define CCONV_CT_KERNEL_HEAD(NP)                                                       \
+    static void cconv_ct_kernel_##NP(Py_ssize_t nseg, const Py_ssize_t* restrict seg,      \
+                                     const float* restrict a,                              \
+                                     const float* restrict b,                              \
+                                     const Py_ssize_t* restrict boff,                      \
+                                     float* restrict c,                                    \
+                                     const float* restrict init)
     #if CCONV_GEMM_AVX2
     /* AVX2 (see _microkernel.pxd): NP positions x 32 channels (4 ymm) as sub-tiles of
        6 positions x 2 vectors (12 accumulators, 2 weight vectors and a broadcast: 15 of
@@ -140,12 +147,7 @@ cdef extern from *:
                                             b + (p), boff);                            \
         } while (0)
     #define CCONV_CT_KERNEL(NP)                                                            \
-    static void cconv_ct_kernel_##NP(Py_ssize_t nseg, const Py_ssize_t* restrict seg,      \
-                                     const float* restrict a,                              \
-                                     const float* restrict b,                              \
-                                     const Py_ssize_t* restrict boff,                      \
-                                     float* restrict c,                                    \
-                                     const float* restrict init) {                         \
+    CCONV_CT_KERNEL_HEAD(NP) {                                                             \
         float t[NP * 32] __attribute__((aligned(32)));                                     \
         int first = 1;                                                                     \
         for (Py_ssize_t s = 0; s < nseg; s++) {                                            \
@@ -173,12 +175,7 @@ cdef extern from *:
     }
     #else
     #define CCONV_CT_KERNEL(NP)                                                            \
-    static void cconv_ct_kernel_##NP(Py_ssize_t nseg, const Py_ssize_t* restrict seg,      \
-                                     const float* restrict a,                              \
-                                     const float* restrict b,                              \
-                                     const Py_ssize_t* restrict boff,                      \
-                                     float* restrict c,                                    \
-                                     const float* restrict init) {                         \
+    CCONV_CT_KERNEL_HEAD(NP) {                                                             \
         float acc[NP][32];                                                                 \
         for (Py_ssize_t i = 0; i < NP; i++)                                                \
             for (Py_ssize_t j = 0; j < 32; j++) acc[i][j] = 0;                             \
