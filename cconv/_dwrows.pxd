@@ -342,19 +342,6 @@ cdef extern from *:
         return _mm256_castsi256_pd(_mm256_alignr_epi8(_mm256_castpd_si256(t),
                                                       _mm256_castpd_si256(e), 8));
     }
-    static inline void cconv_storen_f32(float* p, Py_ssize_t n, __m256 v) {
-        if (n >= 8) { _mm256_storeu_ps(p, v); return; }
-        __m128 q = _mm256_castps256_ps128(v);
-        if (n >= 4) { _mm_storeu_ps(p, q); q = _mm256_extractf128_ps(v, 1); p += 4; n -= 4; }
-        if (n >= 2) { _mm_storel_pi((__m64*) p, q); q = _mm_movehl_ps(q, q); p += 2; n -= 2; }
-        if (n >= 1) _mm_store_ss(p, q);
-    }
-    static inline void cconv_storen_f64(double* p, Py_ssize_t n, __m256d v) {
-        if (n >= 4) { _mm256_storeu_pd(p, v); return; }
-        __m128d q = _mm256_castpd256_pd128(v);
-        if (n >= 2) { _mm_storeu_pd(p, q); q = _mm256_extractf128_pd(v, 1); p += 2; n -= 2; }
-        if (n >= 1) _mm_store_sd(p, q);
-    }
     static inline __m256 cconv_loadz_f32(__m256i m, const float* p) {
         return _mm256_maskload_ps(p, m);
     }

@@ -301,28 +301,10 @@ cdef extern from *:
     }
     #elif defined(__AVX2__)
     /* AVX2: each block of 8 positions x 8 channels is one 8 x 8 register transpose
-       (rows past npos are zeros), then a store of the channel's npos values: whole
-       vectors, the last 1-7 values by 4-, 2- and 1-value stores (masked stores,
-       vmaskmovps, take tens of cycles each on AMD cores: with them the stores were 17%
-       of the 7x7 stem); columns 2 apart (dcs = 2) one by one. Only values are moved:
+       (rows past npos are zeros), then a store of the channel's npos values
+       (cconv_storen_f32: with vmaskmovps the stores were 17% of the 7x7 stem); columns
+       2 apart (dcs = 2) one by one. Only values are moved:
        the bits are the scalar copy's. */
-    static inline void cconv_store_first(float* o, __m256 v, Py_ssize_t n) {
-        /* o[0 .. n) = v's lanes 0 .. n, 0 < n < 8 */
-        __m128 q = _mm256_castps256_ps128(v);
-        if (n >= 4) {
-            _mm_storeu_ps(o, q);
-            q = _mm256_extractf128_ps(v, 1);
-            o += 4;
-            n -= 4;
-        }
-        if (n >= 2) {
-            _mm_storel_pi((__m64*) o, q);
-            q = _mm_movehl_ps(q, q);
-            o += 2;
-            n -= 2;
-        }
-        if (n >= 1) _mm_store_ss(o, q);
-    }
     static void cconv_ct_store(const float* c, Py_ssize_t npos, Py_ssize_t rows,
                                float* out, Py_ssize_t ldo, Py_ssize_t dcs) {
         float lanes[8] __attribute__((aligned(32)));
@@ -337,10 +319,8 @@ cdef extern from *:
                 Py_ssize_t nj = rows - 8 * h < 8 ? rows - 8 * h : 8;
                 for (Py_ssize_t j = 0; j < nj; j++) {
                     float* o = out + (8 * h + j) * ldo + p0 * dcs;
-                    if (dcs == 1 && np == 8) {
-                        _mm256_storeu_ps(o, r[j]);
-                    } else if (dcs == 1) {
-                        cconv_store_first(o, r[j], np);
+                    if (dcs == 1) {
+                        cconv_storen_f32(o, np, r[j]);
                     } else {
                         _mm256_store_ps(lanes, r[j]);
                         for (Py_ssize_t i = 0; i < np; i++) o[2 * i] = lanes[i];

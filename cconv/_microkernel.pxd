@@ -54,8 +54,8 @@ cdef extern from *:
     static inline __attribute__((always_inline)) void NAME(                             \\
             Py_ssize_t k0, Py_ssize_t k1, int first, T* restrict t, __VA_ARGS__) {      \\
         VT acc[R][V];                                                                   \\
-        CCONV_UNROLL for (Py_ssize_t i = 0; i < R; i++)                                        \\
-            CCONV_UNROLL for (Py_ssize_t v = 0; v < V; v++)                                    \\
+        CCONV_UNROLL for (Py_ssize_t i = 0; i < R; i++)                                 \\
+            CCONV_UNROLL for (Py_ssize_t v = 0; v < V; v++)                             \\
                 acc[i][v] = first ? ZERO() : LOADA(t + i * 32 + v * L);                 \\
         CCONV_UNROLL_K for (Py_ssize_t k = k0; k < k1; k++) {                           \\
             const T* yk = (YV);                                                         \\
@@ -64,13 +64,13 @@ cdef extern from *:
                 yv[v] = LOADU(yk + v * L);                                              \\
                 CCONV_IN_REGISTER(yv[v]);                                               \\
             }                                                                           \\
-            CCONV_UNROLL for (Py_ssize_t i = 0; i < R; i++) {                                  \\
+            CCONV_UNROLL for (Py_ssize_t i = 0; i < R; i++) {                           \\
                 VT xi = BCAST(XS);                                                      \\
-                CCONV_UNROLL for (Py_ssize_t v = 0; v < V; v++)                                \\
+                CCONV_UNROLL for (Py_ssize_t v = 0; v < V; v++)                         \\
                     acc[i][v] = FMADD(xi, yv[v], acc[i][v]);                            \\
             }                                                                           \\
         }                                                                               \\
-        CCONV_UNROLL for (Py_ssize_t i = 0; i < R; i++)                                        \\
+        CCONV_UNROLL for (Py_ssize_t i = 0; i < R; i++)                                 \\
             CCONV_UNROLL for (Py_ssize_t v = 0; v < V; v++) STOREA(t + i * 32 + v * L, acc[i][v]); \\
     }
     #define CCONV_SUBTILE_F32(NAME, R, V, XS, YV, ...)                                  \\
@@ -119,9 +119,9 @@ cdef extern from *:
             BODY                                                                        \\
         }                                                                               \\
         if (kc <= 0)                                                                    \\
-            for (Py_ssize_t j = 0; j < N; j++) t[j] = 0;                                       \\
+            for (Py_ssize_t j = 0; j < N; j++) t[j] = 0;                                \\
         if (add)                                                                        \\
-            for (Py_ssize_t j = 0; j < N; j++) c[j] += t[j];                                   \\
+            for (Py_ssize_t j = 0; j < N; j++) c[j] += t[j];                            \\
         else                                                                            \\
             for (Py_ssize_t j = 0; j < N; j++) c[j] = 0 + t[j];
 
@@ -170,18 +170,12 @@ cdef extern from *:
     #else
     #define CCONV_GEMM_AVX2 0
     /* Never called (CCONV_GEMM_AVX2 is 0): only so that the modules compile. */
-    static inline void cconv_avx2_packed_8x32_f32(Py_ssize_t kc, const float* a,
-            const float* b, Py_ssize_t ldb, float* c, int add) {}
-    static inline void cconv_avx2_direct_8x32_f32(Py_ssize_t kc, const float* a,
-            const float* b, const Py_ssize_t* boff, float* c) {}
-    static inline void cconv_avx2_inplace_8x32_f32(Py_ssize_t kc, const float* const* ar,
-            const Py_ssize_t* aoff, const float* b, Py_ssize_t ldb, float* c) {}
-    static inline void cconv_avx2_packed_4x32_f64(Py_ssize_t kc, const double* a,
-            const double* b, Py_ssize_t ldb, double* c, int add) {}
-    static inline void cconv_avx2_direct_4x32_f64(Py_ssize_t kc, const double* a,
-            const double* b, const Py_ssize_t* boff, double* c) {}
-    static inline void cconv_avx2_inplace_4x32_f64(Py_ssize_t kc, const double* const* ar,
-            const Py_ssize_t* aoff, const double* b, Py_ssize_t ldb, double* c) {}
+    #define cconv_avx2_packed_8x32_f32(...) ((void)0)
+    #define cconv_avx2_direct_8x32_f32(...) ((void)0)
+    #define cconv_avx2_inplace_8x32_f32(...) ((void)0)
+    #define cconv_avx2_packed_4x32_f64(...) ((void)0)
+    #define cconv_avx2_direct_4x32_f64(...) ((void)0)
+    #define cconv_avx2_inplace_4x32_f64(...) ((void)0)
     #endif
     """
     const int CCONV_GEMM_AVX2
