@@ -24,7 +24,7 @@ PORTABLE = os.environ.get("CCONV_PORTABLE", "") not in ("", "0")
 DEBUG = os.environ.get("CCONV_DEBUG", "") not in ("", "0")
 NO_OPENMP = os.environ.get("CCONV_NO_OPENMP", "") not in ("", "0")
 
-KERNEL_MODULES = ["_runtime", "_igemm", "_depthwise", "_separable", "_winograd"]
+KERNEL_MODULES = ["_runtime", "_igemm", "_pointwise", "_depthwise", "_separable", "_winograd"]
 
 COMPILER_DIRECTIVES = {
     "language_level": 3,

@@ -11,7 +11,7 @@ import functools
 
 import numpy as np
 
-from cconv import _depthwise, _igemm, _separable, _winograd
+from cconv import _depthwise, _dispatch, _igemm, _pointwise, _separable, _winograd
 from cconv._dispatch import Algorithm, select_algorithm, winograd_applies
 from cconv._params import ConvParams, normalize
 
@@ -95,8 +95,12 @@ def _convolution(op: str, input, weight, bias=None, plan_cache=None, b_source=No
         algorithm = select_algorithm(p)
         if algorithm in _WINOGRAD and b_source is not None:
             algorithm = Algorithm.IMPLICIT_GEMM  # forcing how the GEMM reads B forces it
+        elif algorithm is Algorithm.POINTWISE_TILES and b_source is not None:
+            algorithm = Algorithm.POINTWISE
     elif algorithm in _WINOGRAD and not winograd_applies(p):
         raise ValueError(f"the Winograd engine cannot run {p}")
+    elif algorithm is Algorithm.POINTWISE_TILES and not (p.kernel == (1, 1) and p.zero_padding):
+        raise ValueError(f"the 1x1 register-tile engine cannot run {p}")
     out = a["out"]
     if out is None:
         out = np.empty(p.output_shape, dtype=p.dtype)
@@ -115,11 +119,16 @@ def _convolution(op: str, input, weight, bias=None, plan_cache=None, b_source=No
         _depthwise.depthwise_forward(x, a["w"], a["b"], mid, p.stride, padding, p.dilation,
                                      p.n_threads)
         pw = a["pw"].reshape(a["pw"].shape[0], p.mid_channels, 1, 1)
-        plan = _gemm_plan(plan_cache, False, mid.shape, pw.shape, p.output_shape, (1, 1),
-                          _NO_PADDING, (1, 1), 1, b_source)
-        _igemm.run(plan, mid, pw, a["pw_b"], out, p.n_threads)
+        if b_source is None and _dispatch.AVX2_TILES:
+            _pointwise_tiles(mid, pw, a["pw_b"], out, (1, 1), 1, p.n_threads)
+        else:
+            plan = _gemm_plan(plan_cache, False, mid.shape, pw.shape, p.output_shape, (1, 1),
+                              _NO_PADDING, (1, 1), 1, b_source)
+            _igemm.run(plan, mid, pw, a["pw_b"], out, p.n_threads)
     elif algorithm is Algorithm.TRANSPOSED_COL2IM:
         _transposed_col2im(p, x, a["w"], a["b"], out, plan_cache, b_source)
+    elif algorithm is Algorithm.POINTWISE_TILES:
+        _pointwise_tiles(x, a["w"], a["b"], out, p.stride, p.groups, p.n_threads)
     elif algorithm is Algorithm.DEPTHWISE:
         _depthwise.depthwise_forward(x, a["w"], a["b"], out, p.stride, padding, p.dilation,
                                      p.n_threads)
@@ -138,6 +147,17 @@ def _convolution(op: str, input, weight, bias=None, plan_cache=None, b_source=No
     if a["out"] is not None:
         return kwargs["out"]
     return out if p.batched else out[0]
+
+
+def _pointwise_tiles(x, w, bias, out, stride, groups, n_threads):
+    """A 1x1 conv (no padding) on the register-tile engine, which reads the weights as
+    given: a strided one on a dense copy of the positions it reads."""
+    if tuple(stride) != (1, 1):
+        x = np.ascontiguousarray(x[:, :, ::stride[0], ::stride[1]])
+    N, C_in = x.shape[:2]
+    _, C_out, H_out, W_out = out.shape
+    _pointwise.forward(x.reshape(-1), w.reshape(-1), bias, out.reshape(-1), N, groups,
+                       C_out // groups, C_in // groups, H_out * W_out, n_threads)
 
 
 def _winograd_conv(p: ConvParams, x, w, bias, out, padding, plan_cache, algorithm) -> bool:

@@ -61,7 +61,30 @@ CASES = {
 @pytest.mark.parametrize("name", list(CASES))
 def test_select_algorithm(name):
     args, kw, expected = CASES[name]
-    assert select_algorithm(params(*args, **kw)) is expected
+    assert select_algorithm(params(*args, **kw), avx2_tiles=False) is expected
+
+
+# Builds with AVX2 but not AVX-512 run 1x1 convs on the register-tile engine instead.
+AVX2_CASES = {
+    "1x1 no padding": (("conv2d", (1, 8, 9, 9), (4, 8, 1, 1)), {}, Algorithm.POINTWISE_TILES),
+    "1x1 strided": (("conv2d", (1, 8, 9, 9), (4, 8, 1, 1)), {"stride": 2},
+                    Algorithm.POINTWISE_TILES),
+    "1x1 grouped": (("conv2d", (1, 8, 9, 9), (4, 4, 1, 1)), {"groups": 2},
+                    Algorithm.POINTWISE_TILES),
+    "pointwise function": (("pointwise_conv2d", (1, 8, 9, 9), (4, 8)), {},
+                           Algorithm.POINTWISE_TILES),
+    "1x1 padded is not pointwise": (("conv2d", (1, 8, 9, 9), (4, 8, 1, 1)), {"padding": 1},
+                                    Algorithm.IMPLICIT_GEMM),
+    "depthwise 1x1 stays depthwise": (("conv2d", (1, 8, 9, 9), (8, 1, 1, 1)), {"groups": 8},
+                                      Algorithm.DEPTHWISE),
+    "standard 3x3": (("conv2d", (1, 8, 9, 9), (4, 8, 3, 3)), {}, Algorithm.IMPLICIT_GEMM),
+}
+
+
+@pytest.mark.parametrize("name", list(AVX2_CASES))
+def test_select_algorithm_with_avx2_tiles(name):
+    args, kw, expected = AVX2_CASES[name]
+    assert select_algorithm(params(*args, **kw), avx2_tiles=True) is expected
 
 
 def _by(algorithm):
