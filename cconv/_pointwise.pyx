@@ -148,6 +148,33 @@ cdef inline void tile_kernel(Py_ssize_t rows, Py_ssize_t vectors, Py_ssize_t kc,
         cconv_pw_f64(rows, vectors, kc, a, lda, b, ldb, c, ldc, init)
 
 
+cdef inline void channel_tile(const floating* a, Py_ssize_t lda, Py_ssize_t kc,
+                              const floating* b, Py_ssize_t ldb, floating* c, Py_ssize_t ldc,
+                              Py_ssize_t n, Py_ssize_t rows, const floating* init,
+                              floating* tile) noexcept nogil:
+    """One channel tile (min(rows, 6) rows of A from a, lda apart) times one position
+    tile of n positions (B rows ldb apart, n <= 16 float32 / 8 float64 values each)
+    into C rows ldc apart: c = init + the product when init is given, else c += it.
+    A tile of fewer positions goes through `tile`, so that only its n columns of C are
+    read and written."""
+    cdef Py_ssize_t nr = 16 if floating is float else 8
+    cdef Py_ssize_t vectors = 2 if n > nr // 2 else 1
+    cdef Py_ssize_t i, q
+    if rows > ROWS:
+        rows = ROWS
+    if n == nr:
+        tile_kernel(rows, vectors, kc, a, lda, b, ldb, c, ldc, init)
+        return
+    if init == NULL:
+        for i in range(rows):
+            for q in range(n):
+                tile[i * nr + q] = c[i * ldc + q]
+    tile_kernel(rows, vectors, kc, a, lda, b, ldb, tile, nr, init)
+    for i in range(rows):
+        for q in range(n):
+            c[i * ldc + q] = tile[i * nr + q]
+
+
 cdef inline Py_ssize_t tile_start(Py_ssize_t t, Py_ssize_t head, Py_ssize_t nr) noexcept nogil:
     """First position of tile t: tile 0 is [0, head) when head > 0, the rest nr wide."""
     if head == 0:
@@ -167,13 +194,10 @@ cdef void pointwise_item(const floating* x, floating* out, const floating* w,
     are cache-line aligned and read where they lie); a partial tile, or every tile
     without in_place, is first copied into a zero-filled panel."""
     cdef Py_ssize_t nr = 16 if floating is float else 8   # positions per tile
-    cdef Py_ssize_t lanes = nr // 2
-    cdef Py_ssize_t t, p0, n, k0, kc, mt, r, q, i, p_next, pf, pf_end, pf_step
-    cdef Py_ssize_t rows, vectors
+    cdef Py_ssize_t t, p0, n, k0, kc, mt, r, q, p_next, pf, pf_end, pf_step
     cdef bint first, whole
     cdef const floating* b
     cdef const floating* src
-    cdef floating* c
     cdef Py_ssize_t ldb
     for t in range(t0, t1):
         p0 = tile_start(t, head, nr)
@@ -181,7 +205,6 @@ cdef void pointwise_item(const floating* x, floating* out, const floating* w,
         if n > P - p0:
             n = P - p0
         whole = n == nr
-        vectors = 2 if n > lanes else 1
         k0 = 0
         first = True
         while first or k0 < K:
@@ -213,23 +236,36 @@ cdef void pointwise_item(const floating* x, floating* out, const floating* w,
                     if not in_place:
                         cconv_prefetch_l2(x + (k0 + pf) * P + p_next + nr - 1)
                     pf += 1
-                rows = (M - mt * ROWS if M - mt * ROWS < ROWS else ROWS)
-                c = out + mt * ROWS * P + p0
-                if whole:
-                    tile_kernel(rows, vectors, kc, w + mt * ROWS * K + k0, K, b, ldb, c, P,
-                                init + mt * ROWS if first else NULL)
-                    continue
-                if not first:
-                    for i in range(rows):
-                        for q in range(n):
-                            tile[i * nr + q] = c[i * P + q]
-                tile_kernel(rows, vectors, kc, w + mt * ROWS * K + k0, K, b, ldb, tile, nr,
-                            init + mt * ROWS if first else NULL)
-                for i in range(rows):
-                    for q in range(n):
-                        c[i * P + q] = tile[i * nr + q]
+                channel_tile(w + mt * ROWS * K + k0, K, kc, b, ldb, out + mt * ROWS * P + p0,
+                             P, n, M - mt * ROWS, init + mt * ROWS if first else NULL, tile)
             k0 += kc
             first = False
+
+
+def _init_rows(bias, Py_ssize_t G, Py_ssize_t M, Py_ssize_t mtiles, dtype):
+    """Each group's output channels' starting values (the bias, or zeros), rounded up
+    to whole channel tiles."""
+    init = np.zeros((G, mtiles * ROWS), dtype=dtype)
+    if bias is not None:
+        init[:, :M] = np.asarray(bias).reshape(G, M)
+    return init.reshape(-1)
+
+
+def _items(Py_ssize_t igs, Py_ssize_t ptiles, Py_ssize_t mtiles, int n_threads):
+    """How a call's work is cut into items: (runs, position tiles per run, ranges,
+    channel tiles per range) per image and group. Position tiles in runs, at least two
+    runs per thread over the batch; where there are few position tiles, the channel
+    tiles in ranges instead (each thread then reads every B tile, but the work is even:
+    512 -> 512 on 14x14 is 13 tiles)."""
+    cdef Py_ssize_t runs = min((2 * n_threads + igs - 1) // igs, ptiles)
+    cdef Py_ssize_t splits = 1
+    if igs * ptiles < 8 * n_threads:
+        runs = 1
+        splits = min(n_threads, mtiles)
+    cdef Py_ssize_t per_run = (ptiles + runs - 1) // runs
+    cdef Py_ssize_t per_split = (mtiles + splits - 1) // splits
+    return ((ptiles + per_run - 1) // per_run, per_run, (mtiles + per_split - 1) // per_split,
+            per_split)
 
 
 def forward(const floating[::1] x, const floating[::1] w, bias, floating[::1] out,
@@ -256,28 +292,12 @@ def forward(const floating[::1] x, const floating[::1] w, bias, floating[::1] ou
         if not in_place:
             head = 0
     cdef Py_ssize_t ptiles = (1 if head else 0) + (P - head + nr - 1) // nr
-    init_arr = np.zeros(G * mtiles * ROWS, dtype=np.float32 if floating is float else np.float64)
-    if bias is not None:
-        init_arr.reshape(G, mtiles * ROWS)[:, :M] = np.asarray(bias).reshape(G, M)
-    cdef const floating[::1] init = init_arr
+    cdef const floating[::1] init = _init_rows(bias, G, M, mtiles, np.asarray(out).dtype)
     cdef double macs = <double> N * G * M * K * P
     n_threads = effective_threads(n_threads, N * G * ptiles * mtiles, macs)
-    # Items: each image and group's position tiles in runs (at least two runs per
-    # thread over the batch); where there are few position tiles, its channel tiles
-    # in ranges instead (each thread then reads every B tile, but the work is even:
-    # 512 -> 512 on 14x14 is 13 tiles).
     cdef Py_ssize_t igs = N * G
-    cdef Py_ssize_t runs = (2 * n_threads + igs - 1) // igs
-    if runs > ptiles:
-        runs = ptiles
-    cdef Py_ssize_t splits = 1
-    if igs * ptiles < 8 * n_threads:
-        runs = 1
-        splits = n_threads if n_threads < mtiles else mtiles
-    cdef Py_ssize_t per_run = (ptiles + runs - 1) // runs
-    runs = (ptiles + per_run - 1) // per_run
-    cdef Py_ssize_t per_split = (mtiles + splits - 1) // splits
-    splits = (mtiles + per_split - 1) // per_split
+    cdef Py_ssize_t runs, per_run, splits, per_split
+    runs, per_run, splits, per_split = _items(igs, ptiles, mtiles, n_threads)
     cdef Py_ssize_t n_items = igs * runs * splits
     cdef Py_ssize_t item, ig, rest, run, split, t0, t1, mt0, mt1, n, g
     cdef const floating* init_ptr = &init[0]
@@ -309,3 +329,4 @@ def forward(const floating[::1] x, const floating[::1] w, bias, floating[::1] ou
         free(tile)
     if failed:
         raise MemoryError("cconv: could not allocate per-thread scratch memory")
+
