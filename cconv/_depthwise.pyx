@@ -5,9 +5,10 @@ Design note
 -----------
 * Layout: NCHW; weight (C * mult, 1, kh, kw); output channel ``c * mult + j`` reads
   input channel ``c`` (torch's groups=C convention).
-* Parallel axis: (image, input channel) planes, statically scheduled. Each item
-  computes all ``mult`` output planes of its input channel, so the padded copy of the
-  input plane (plain kernels) is made once and reused.
+* Parallel axis: (image, input channel) planes, one contiguous range per thread (one
+  thread runs them without an OpenMP region: a microsecond of a tiny layer's call).
+  Each plane's item computes all ``mult`` output planes of its input channel, so the
+  padded copy of the input plane (plain kernels) is made once and reused.
 * Padding strategy: the band kernels (below) copy nothing: they read the input plane
   itself, under lane masks that zero the columns outside it, with zero vectors for the
   rows outside it (copying each plane into a zero-bordered one first was a third of
@@ -122,6 +123,50 @@ cdef void depthwise_plane(const floating* xplane, floating* padded, floating* fu
                           dh, dw, Wo, b, tmp)
 
 
+cdef struct Planes:
+    # One call's planes: the arguments every plane's work shares (arrays of the
+    # call's dtype, as run_planes reads them).
+    const void* x
+    const void* w
+    void* out
+    const void* bias
+    const Py_ssize_t* off
+    Py_ssize_t C, mult, H, W, pt, pl, Wp, T, KW, sh, sw, dh, dw, Ho, Wo
+    bint flat
+    Band band
+    Py_ssize_t plane_alloc, full_alloc   # per-thread scratch, in values
+
+
+cdef int run_planes(const Planes* job, Py_ssize_t first, Py_ssize_t last,
+                    floating dtype_tag) noexcept nogil:
+    """Input planes [first, last) (image-major) with this thread's scratch planes; 1 if
+    the scratch could not be allocated, else 0. (dtype_tag only picks the dtype.)"""
+    cdef const floating* x = <const floating*> job.x
+    cdef const floating* w = <const floating*> job.w
+    cdef floating* out = <floating*> job.out
+    cdef const floating* bias = <const floating*> job.bias
+    cdef floating* padded = <floating*> scratch_alloc(job.plane_alloc * sizeof(floating))
+    cdef floating* full = <floating*> scratch_alloc(job.full_alloc * sizeof(floating))
+    cdef Py_ssize_t item, n, c
+    cdef Py_ssize_t C_out = job.C * job.mult
+    cdef int failed = padded == NULL or full == NULL
+    if not failed:
+        memset(padded, 0, job.plane_alloc * sizeof(floating))
+        for item in range(first, last):
+            n = item // job.C
+            c = item - n * job.C
+            depthwise_plane(x + item * job.H * job.W, padded, full,
+                            out + (n * C_out + c * job.mult) * job.Ho * job.Wo,
+                            w + c * job.mult * job.T,
+                            (bias + c * job.mult) if bias != NULL else NULL,
+                            job.off, job.mult, job.H, job.W, job.pt, job.pl, job.Wp, job.T,
+                            job.KW, job.sh, job.sw, job.dh, job.dw, job.Ho, job.Wo, job.flat,
+                            job.band)
+    free(padded)
+    free(full)
+    return failed
+
+
 def depthwise_forward(const floating[:, :, :, ::1] x, const floating[:, :, :, ::1] w, bias,
                       floating[:, :, :, ::1] out, stride, padding, dilation,
                       int n_threads):
@@ -179,36 +224,32 @@ def depthwise_forward(const floating[:, :, :, ::1] x, const floating[:, :, :, ::
     if bias is not None:
         bias_view = bias
         bias_ptr = &bias_view[0]
-    cdef Py_ssize_t n_items = N * C, item, n, c
-    cdef floating* padded
-    cdef floating* full
+    cdef Py_ssize_t n_items = N * C, t
     cdef int failed = 0
-    cdef int* failed_flag = &failed
     if n_items == 0:
         free(off)
         return out
     n_threads = effective_threads(n_threads, n_items, <double> N * C_out * Ho * Wo * T)
-    cdef const floating* xp = &x[0, 0, 0, 0]
-    cdef const floating* wp = &w[0, 0, 0, 0]
-    cdef floating* op = &out[0, 0, 0, 0]
-    with nogil, parallel(num_threads=n_threads):
-        padded = <floating*> scratch_alloc(plane_alloc * sizeof(floating))
-        full = <floating*> scratch_alloc(full_alloc * sizeof(floating))
-        if padded != NULL:
-            memset(padded, 0, plane_alloc * sizeof(floating))
-        for item in prange(n_items, schedule="static"):
-            if padded == NULL or full == NULL:
-                failed_flag[0] = 1
-                continue
-            n = item // C
-            c = item - n * C
-            depthwise_plane(xp + item * H * W, padded, full,
-                            op + (n * C_out + c * mult) * Ho * Wo, wp + c * mult * T,
-                            (bias_ptr + c * mult) if bias_ptr != NULL else NULL,
-                            off, mult, H, W, pt, pl, Wp, T, KW, sh, sw, dh, dw, Ho, Wo, flat,
-                            band)
-        free(padded)
-        free(full)
+    cdef Planes job
+    cdef floating dtype_tag = 0
+    job.x = &x[0, 0, 0, 0]
+    job.w = &w[0, 0, 0, 0]
+    job.out = &out[0, 0, 0, 0]
+    job.bias = bias_ptr
+    job.off = off
+    job.C, job.mult, job.H, job.W, job.pt, job.pl = C, mult, H, W, pt, pl
+    job.Wp, job.T, job.KW, job.sh, job.sw, job.dh, job.dw = Wp, T, KW, sh, sw, dh, dw
+    job.Ho, job.Wo, job.flat, job.band = Ho, Wo, flat, band
+    job.plane_alloc, job.full_alloc = plane_alloc, full_alloc
+    if n_threads == 1:
+        # No OpenMP region for one thread: about a microsecond of a tiny layer's call.
+        with nogil:
+            failed = run_planes(&job, 0, n_items, dtype_tag)
+    else:
+        with nogil:
+            for t in prange(n_threads, schedule="static", num_threads=n_threads):
+                failed += run_planes(&job, n_items * t // n_threads,
+                                     n_items * (t + 1) // n_threads, dtype_tag)
     free(off)
     if failed:
         raise MemoryError("cconv: could not allocate per-thread scratch memory")

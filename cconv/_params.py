@@ -205,13 +205,15 @@ def _check_out(out, shape, dtype, inputs) -> Optional[np.ndarray]:
     if not out.flags.writeable:
         raise ValueError("out must be writeable, got a read-only array")
     out_owner = _memory_owner(out)
+    foreign = not isinstance(out_owner, np.ndarray)
     for name, arr in inputs:
+        if arr is None:
+            continue
         # Arrays over different numpy-owned buffers cannot overlap; only views of one
         # buffer need the (slower) extent check.
-        if arr is not None and (_memory_owner(arr) is out_owner
-                                or not isinstance(out_owner, np.ndarray)
-                                or not isinstance(_memory_owner(arr), np.ndarray)) \
-                and np.may_share_memory(out, arr):
+        owner = _memory_owner(arr)
+        if ((owner is out_owner or foreign or not isinstance(owner, np.ndarray))
+                and np.may_share_memory(out, arr)):
             raise ValueError(f"out overlaps {name}: the result cannot be written over an "
                              f"input; pass a separate array")
     return out
