@@ -19,6 +19,7 @@ class Algorithm(enum.Enum):
     WINOGRAD_WIDE = "winograd_wide"          # the same, all tiles at once, channels chunked
     POINTWISE = "pointwise"                  # 1x1, no padding: the GEMM engine, one tap
     POINTWISE_TILES = "pointwise_tiles"      # the same, 6 x 16 register tiles (_pointwise)
+    DIRECT_TILES = "direct_tiles"            # few input channels: those tiles, taps in place
     DEPTHWISE = "depthwise"                  # groups == C_in: per-plane row kernels
     TRANSPOSED_PHASES = "transposed_phases"  # transposed conv as a per-phase gather GEMM
     TRANSPOSED_COL2IM = "transposed_col2im"  # few input pixels: weights x pixels, then col2im
@@ -29,6 +30,14 @@ class Algorithm(enum.Enum):
 # Depthwise-separable layers whose depthwise output (the two-pass path's intermediate)
 # would be larger than this run fused instead, without it.
 FUSED_SEPARABLE_MIN_BYTES = 256 * 2**20
+
+# Input channels up to which an ungrouped conv2d that neither Winograd engine takes runs on the 1x1 engine's register tiles over the implicit GEMM's
+# source planes (_pointwise.direct_forward) on AVX2 builds: the first layer of an image
+# network, whose few (tap, channel) rows per output make the channel tiles' transposing
+# stores a large share (16% of ResNet's 7x7 stem). Measured, float32, 1 / 2 threads:
+# the stem 3.19 -> 2.95 / 1.65 -> 1.47 ms, VGG's 3x3 3 -> 64 at 224x224 4.11 -> 3.71,
+# 3x3 stride 2 3 -> 32 0.48 -> 0.36; with 16 channels (7x7) 10% slower, so not there.
+DIRECT_TILES_MAX_C_IN = 4
 
 # Input pixels (batch included) up to which a transposed conv runs as weights x pixels +
 # col2im (measured: DCGAN 512 -> 256 on 4x4, 16 pixels; FCN-32s' 7x7, 49).
@@ -163,8 +172,9 @@ def select_algorithm(p: ConvParams, avx2_tiles: bool = AVX2_TILES) -> Algorithm:
     """Which kernel family runs a call described by ``p``. ``avx2_tiles``: whether this
     build has the 1x1 register-tile engine's AVX2 kernels (AVX2 without AVX-512), where
     it runs every 1x1 conv: 1x1 256 -> 64 on 56x56 at 94 GFLOP/s against the GEMM
-    engine's 80, 1024 -> 1024 on 7x7 1.30 against 1.65 ms (float32, one thread). With
-    AVX-512 the GEMM engine's tiles fit the 32 registers and keep 1x1 convs."""
+    engine's 80, 1024 -> 1024 on 7x7 1.30 against 1.65 ms (float32, one thread), and
+    convs of at most DIRECT_TILES_MAX_C_IN input channels. With AVX-512 the GEMM
+    engine's tiles fit the 32 registers and keep these layers."""
     if p.op == "separable_conv2d":
         # Measured here (MobileNet 256 ch at 28x28, 512 at 14x14, 64 at 112x112, 128 at
         # 56x56 stride 2): since the depthwise kernel has SIMD band kernels and the 1x1
@@ -195,4 +205,6 @@ def select_algorithm(p: ConvParams, avx2_tiles: bool = AVX2_TILES) -> Algorithm:
         return Algorithm.WINOGRAD
     if winograd_wide_pays(p):
         return Algorithm.WINOGRAD_WIDE
+    if avx2_tiles and p.groups == 1 and p.C_in <= DIRECT_TILES_MAX_C_IN:
+        return Algorithm.DIRECT_TILES
     return Algorithm.IMPLICIT_GEMM

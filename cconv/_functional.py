@@ -97,10 +97,14 @@ def _convolution(op: str, input, weight, bias=None, plan_cache=None, b_source=No
             algorithm = Algorithm.IMPLICIT_GEMM  # forcing how the GEMM reads B forces it
         elif algorithm is Algorithm.POINTWISE_TILES and b_source is not None:
             algorithm = Algorithm.POINTWISE
+        elif algorithm is Algorithm.DIRECT_TILES and b_source is not None:
+            algorithm = Algorithm.IMPLICIT_GEMM
     elif algorithm in _WINOGRAD and not winograd_applies(p):
         raise ValueError(f"the Winograd engine cannot run {p}")
     elif algorithm is Algorithm.POINTWISE_TILES and not (p.kernel == (1, 1) and p.zero_padding):
         raise ValueError(f"the 1x1 register-tile engine cannot run {p}")
+    elif algorithm is Algorithm.DIRECT_TILES and p.op not in ("conv2d", "pointwise_conv2d"):
+        raise ValueError(f"the register-tile engine runs conv2d only, not {p}")
     out = a["out"]
     if out is None:
         out = np.empty(p.output_shape, dtype=p.dtype)
@@ -129,6 +133,8 @@ def _convolution(op: str, input, weight, bias=None, plan_cache=None, b_source=No
         _transposed_col2im(p, x, a["w"], a["b"], out, plan_cache, b_source)
     elif algorithm is Algorithm.POINTWISE_TILES:
         _pointwise_tiles(x, a["w"], a["b"], out, p.stride, p.groups, p.n_threads)
+    elif algorithm is Algorithm.DIRECT_TILES:
+        _direct_tiles(p, x, a["w"], a["b"], out, padding, plan_cache)
     elif algorithm is Algorithm.DEPTHWISE:
         _depthwise.depthwise_forward(x, a["w"], a["b"], out, p.stride, padding, p.dilation,
                                      p.n_threads)
@@ -158,6 +164,24 @@ def _pointwise_tiles(x, w, bias, out, stride, groups, n_threads):
     _, C_out, H_out, W_out = out.shape
     _pointwise.forward(x.reshape(-1), w.reshape(-1), bias, out.reshape(-1), N, groups,
                        C_out // groups, C_in // groups, H_out * W_out, n_threads)
+
+
+def _direct_tiles(p: ConvParams, x, w, bias, out, padding, plan_cache):
+    """A conv2d on the register-tile engine over a direct GEMM plan's source planes:
+    the plan's tap offsets and zero-bordered (phase) planes, the weights reordered to
+    its k order (tap-major), one output row's columns per position tile."""
+    plan = _gemm_plan(plan_cache, False, x.shape, w.shape, p.output_shape, p.stride, padding,
+                      p.dilation, p.groups, "direct")
+    C_out, Cg, KH, KW = w.shape
+    w_k = np.ascontiguousarray(w.reshape(C_out, Cg, KH * KW).transpose(0, 2, 1))
+    hg, wg, dst0, drs = (int(v) for v in plan.phase_cols[:4, 0])
+    src = _igemm._direct_source(x, plan.direct, p.n_threads)
+    N, _, H_out, W_out = out.shape
+    _pointwise.direct_forward(src.reshape(-1), plan.boff, w_k.reshape(-1), bias,
+                              out.reshape(-1), N, p.groups, C_out // p.groups,
+                              plan.C_in * plan.plane, plan.Cg * plan.plane, hg, wg,
+                              int(plan.phase_cols[7, 0]), dst0, drs, H_out * W_out,
+                              p.n_threads)
 
 
 def _winograd_conv(p: ConvParams, x, w, bias, out, padding, plan_cache, algorithm) -> bool:

@@ -38,7 +38,7 @@ import numpy as np
 from cython cimport floating
 from cython.parallel cimport prange, parallel
 
-from cconv._common cimport scratch_alloc, free, effective_threads, cconv_prefetch_l2
+from cconv._common cimport scratch_alloc, free, memcpy, effective_threads, cconv_prefetch_l2
 from cconv._microkernel cimport KC, CCONV_GEMM_AVX2
 
 cdef enum:
@@ -330,3 +330,102 @@ def forward(const floating[::1] x, const floating[::1] w, bias, floating[::1] ou
     if failed:
         raise MemoryError("cconv: could not allocate per-thread scratch memory")
 
+
+
+cdef void direct_item(const floating* src, floating* out, const floating* w,
+                      const floating* init, const Py_ssize_t* boff, Py_ssize_t K,
+                      Py_ssize_t M, Py_ssize_t wg, Py_ssize_t pitch, Py_ssize_t drs,
+                      Py_ssize_t out_plane, Py_ssize_t t0, Py_ssize_t t1, Py_ssize_t mt0,
+                      Py_ssize_t mt1, floating* panel, floating* tile) noexcept nogil:
+    """Position tiles [t0, t1) x channel tiles [mt0, mt1) of one image and group of a
+    direct plan: tile t is grid row t // per_row, columns from (t % per_row) * 16 (8
+    float64) up to wg; B row k of grid point (i, j) at src + boff[k] + i * pitch + j;
+    the output point at out + i * drs + j, output planes out_plane apart."""
+    cdef Py_ssize_t nr = 16 if floating is float else 8
+    cdef Py_ssize_t per_row = (wg + nr - 1) // nr
+    cdef Py_ssize_t t, gi, j0, n, k0, kc, mt, r, q
+    cdef bint first
+    cdef const floating* s
+    cdef floating* row
+    for t in range(t0, t1):
+        gi = t // per_row
+        j0 = (t - gi * per_row) * nr
+        n = wg - j0 if wg - j0 < nr else nr
+        k0 = 0
+        first = True
+        while first or k0 < K:
+            kc = K - k0 if K - k0 < KC else KC
+            # The tile's B rows lie at a different alignment per tap: copied into an
+            # aligned panel (rows straddling cache lines ran at 80% of the aligned speed).
+            for r in range(kc):
+                s = src + boff[k0 + r] + gi * pitch + j0
+                row = panel + r * nr
+                if n == nr:
+                    memcpy(row, s, nr * sizeof(floating))
+                else:
+                    for q in range(nr):
+                        row[q] = s[q] if q < n else 0
+            for mt in range(mt0, mt1):
+                channel_tile(w + mt * ROWS * K + k0, K, kc, panel, nr,
+                             out + mt * ROWS * out_plane + gi * drs + j0, out_plane, n,
+                             M - mt * ROWS, init + mt * ROWS if first else NULL, tile)
+            k0 += kc
+            first = False
+
+
+def direct_forward(const floating[::1] src, const Py_ssize_t[::1] boff,
+                   const floating[::1] w, bias, floating[::1] out, Py_ssize_t N,
+                   Py_ssize_t G, Py_ssize_t M, Py_ssize_t src_image, Py_ssize_t src_group,
+                   Py_ssize_t hg, Py_ssize_t wg, Py_ssize_t pitch, Py_ssize_t dst0,
+                   Py_ssize_t drs, Py_ssize_t out_plane, int n_threads):
+    """A direct implicit-GEMM plan's conv on these tiles: out (N, G * M, out_plane) at
+    dst0 + i * drs + j for grid point (i < hg, j < wg) = w (G * M, K) (k in the plan's
+    order) x B + bias, B row k of grid point (i, j) at src + n * src_image + g *
+    src_group + boff[k] + i * pitch + j (the plan's zero-bordered source planes)."""
+    cdef Py_ssize_t nr = 16 if floating is float else 8
+    cdef Py_ssize_t K = boff.shape[0]
+    cdef Py_ssize_t mtiles = (M + ROWS - 1) // ROWS
+    cdef Py_ssize_t ptiles = hg * ((wg + nr - 1) // nr)
+    if N * G * M * ptiles == 0:
+        return
+    cdef const floating* src_ptr = &src[0]
+    cdef const floating* w_ptr = &w[0] if K else NULL
+    cdef const Py_ssize_t* boff_ptr = &boff[0] if K else NULL
+    cdef floating* out_ptr = &out[0]
+    cdef const floating[::1] init = _init_rows(bias, G, M, mtiles, np.asarray(out).dtype)
+    cdef const floating* init_ptr = &init[0]
+    n_threads = effective_threads(n_threads, N * G * ptiles * mtiles,
+                                  <double> N * G * M * K * hg * wg)
+    cdef Py_ssize_t runs, per_run, splits, per_split
+    runs, per_run, splits, per_split = _items(N * G, ptiles, mtiles, n_threads)
+    cdef Py_ssize_t n_items = N * G * runs * splits
+    cdef Py_ssize_t item, ig, rest, run, split, t0, t1, mt0, mt1, n, g
+    cdef floating* panel
+    cdef floating* tile
+    cdef int failed = 0
+    cdef int* failed_flag = &failed
+    with nogil, parallel(num_threads=n_threads):
+        panel = <floating*> scratch_alloc(KC * nr * sizeof(floating))
+        tile = <floating*> scratch_alloc(ROWS * nr * sizeof(floating))
+        for item in prange(n_items, schedule="static"):
+            if panel == NULL or tile == NULL:
+                failed_flag[0] = 1
+                continue
+            split = item % splits
+            rest = item // splits
+            run = rest % runs
+            ig = rest // runs
+            n = ig // G
+            g = ig - n * G
+            t0 = run * per_run
+            t1 = t0 + per_run if t0 + per_run < ptiles else ptiles
+            mt0 = split * per_split
+            mt1 = mt0 + per_split if mt0 + per_split < mtiles else mtiles
+            direct_item(src_ptr + n * src_image + g * src_group,
+                        out_ptr + (n * G + g) * M * out_plane + dst0, w_ptr + g * M * K,
+                        init_ptr + g * mtiles * ROWS, boff_ptr, K, M, wg, pitch, drs,
+                        out_plane, t0, t1, mt0, mt1, panel, tile)
+        free(panel)
+        free(tile)
+    if failed:
+        raise MemoryError("cconv: could not allocate per-thread scratch memory")

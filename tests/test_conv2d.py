@@ -73,3 +73,43 @@ def test_conv2d_padding_mode_per_side_asymmetric(mode):
     assert out.shape == ref.shape == (1, 3, 7, 7)
     check_against(reference.conv2d, out, [x, w, None], dict(padding=pad, padding_mode=mode),
                   np.float64, context=mode)
+
+
+# The register-tile engine over the implicit GEMM's source planes (cconv._pointwise
+# direct_forward), which AVX2 builds run for convs of at most 4 input channels: forced
+# on every conv2d case and build, against the reference and the GEMM engine's bits.
+from cconv import _functional  # noqa: E402
+from cconv._dispatch import Algorithm  # noqa: E402
+from _checks import forced  # noqa: E402
+
+DIRECT_TILES = forced("conv2d", algorithm=Algorithm.DIRECT_TILES)
+GEMM_PACKED = forced("conv2d", algorithm=Algorithm.IMPLICIT_GEMM, b_source="packed")
+
+
+@pytest.mark.parametrize("case", cases.conv2d_awkward() + cases.conv2d_product_grid(), ids=str)
+@pytest.mark.parametrize("dtype", DTYPES, ids=lambda d: np.dtype(d).name)
+def test_register_tiles_over_source_planes_match_the_reference_and_the_gemm(case, dtype):
+    tiles = check_case(DIRECT_TILES, case, dtype)
+    np.testing.assert_array_equal(tiles, check_case(GEMM_PACKED, case, dtype), err_msg=str(case))
+
+
+@pytest.mark.parametrize("dtype", DTYPES, ids=lambda d: np.dtype(d).name)
+def test_register_tiles_over_source_planes_any_thread_count(dtype):
+    rng = np.random.default_rng(12)
+    x = rng.standard_normal((2, 3, 37, 41)).astype(dtype)
+    w = rng.standard_normal((13, 3, 7, 7)).astype(dtype)
+    b = rng.standard_normal(13).astype(dtype)
+    runs = [_functional._convolution("conv2d", x, w, b, stride=2, padding=3,
+                                     algorithm=Algorithm.DIRECT_TILES, n_threads=n)
+            for n in (1, 2, 3)]
+    np.testing.assert_array_equal(runs[0], runs[1])
+    np.testing.assert_array_equal(runs[0], runs[2])
+    np.testing.assert_array_equal(runs[0], _functional._convolution(
+        "conv2d", x, w, b, stride=2, padding=3, b_source="packed"))
+
+
+def test_register_tiles_over_source_planes_refuse_other_ops():
+    x = np.ones((1, 4, 5, 5), np.float32)
+    with pytest.raises(ValueError, match="conv2d only"):
+        _functional._convolution("conv_transpose2d", x, np.ones((4, 2, 3, 3), np.float32),
+                                 algorithm=Algorithm.DIRECT_TILES)

@@ -78,6 +78,14 @@ AVX2_CASES = {
     "depthwise 1x1 stays depthwise": (("conv2d", (1, 8, 9, 9), (8, 1, 1, 1)), {"groups": 8},
                                       Algorithm.DEPTHWISE),
     "standard 3x3": (("conv2d", (1, 8, 9, 9), (4, 8, 3, 3)), {}, Algorithm.IMPLICIT_GEMM),
+    "RGB stem 7x7": (("conv2d", (1, 3, 32, 32), (8, 3, 7, 7)), {"stride": 2, "padding": 3},
+                     Algorithm.DIRECT_TILES),
+    "four input channels": (("conv2d", (1, 4, 9, 9), (4, 4, 5, 5)), {},
+                            Algorithm.DIRECT_TILES),
+    "five input channels": (("conv2d", (1, 5, 9, 9), (4, 5, 5, 5)), {},
+                            Algorithm.IMPLICIT_GEMM),
+    "grouped, two channels per group": (("conv2d", (1, 4, 9, 9), (4, 2, 5, 5)),
+                                        {"groups": 2}, Algorithm.IMPLICIT_GEMM),
 }
 
 
