@@ -7,9 +7,10 @@ Design note
   output channels, K input channels and P = H * W positions (a strided 1x1 conv first
   copies the positions it reads into a dense input; ``init`` is the bias or zero).
 * Layout: NCHW in and out. B row k is input plane k, read where it lies: a tile's 16
-  float32 (8 float64) positions of row k are two vectors at ``x + k * P + p``. A is
-  packed (per call; a layer object packs once) as ``[group][tile of 6 channels][k][6]``,
-  so a tile's six broadcasts per k walk one contiguous stream; rows past M are zeros.
+  float32 (8 float64) positions of row k are two vectors at ``x + k * P + p``. A is the
+  weight matrix as given, (M, K) per group, read in place: six row streams per tile,
+  one broadcast from each per k. (Packing A as [tile][k][6] cost 90 us per call for
+  512 x 512 weights, 7% of that layer, and ran no faster.)
 * Micro-kernel: 6 channels x 2 vectors, 12 accumulators (of AVX2's 16 registers: two B
   vectors and a broadcast take three more), over a whole K-block of up to KC = 512 k
   in registers, then written straight into the output rows: ``out = init + acc`` for
@@ -23,15 +24,24 @@ Design note
   rows (a K-block x 64 bytes, 16-32 KiB) stay in L1 while A (M x K-block) streams
   from L2. Splitting M into chunks that keep A in L2 measured no faster (512 -> 512 at
   14x14, 1024 -> 1024).
-* Edges: the last M % 6 channels run the kernel's R-row copy (no discarded rows); the
-  last P % 16 positions are copied into a zero-filled panel (nothing is read past the
-  input) and computed as one vector or two into a small tile, whose valid columns are
-  then written.
+* Alignment and edges: where a plane is a whole number of cache lines, the tiles are
+  placed (after a head tile of the first few positions) so that every B row they read
+  starts a line: rows straddling two lines ran at 80% of the speed (numpy's arrays
+  start 16 bytes into a line). Otherwise, and for the partial head and last tiles, a
+  tile's rows are first copied into an aligned, zero-filled panel (nothing is read
+  past the input); a partial tile runs one vector or two into a small tile whose valid
+  columns are then written. The last M % 6 channels run the kernel's R-row copy.
 * Parallel axis: work items (image and group, a run of position tiles, a range of
   channel tiles), statically scheduled; each output is written by one item. Each
   output is the same sum in the same order whatever the items or the thread count:
   init plus, per K-block in order, one FMA per k in k order from zero; the implicit-
   GEMM engine sums the same way, so the two give the same bits.
+* The same tiles over the implicit-GEMM engine's source planes (``direct_forward``,
+  ``Algorithm.DIRECT_TILES``: convs of few input channels, the first layer of an image
+  network): B row k of grid point (i, j) lies at ``src + boff[k] + i * pitch + j``
+  in the plan's zero-bordered (phase) planes; a position tile is up to 16 columns of one
+  output row; its K-block of rows is copied into an aligned panel first (each tap's rows
+  sit at their own alignment), and the weights are reordered to the plan's tap-major k.
 """
 
 import numpy as np
