@@ -39,6 +39,13 @@ FUSED_SEPARABLE_MIN_BYTES = 256 * 2**20
 # 3x3 stride 2 3 -> 32 0.48 -> 0.36; with 16 channels (7x7) 10% slower, so not there.
 DIRECT_TILES_MAX_C_IN = 4
 
+# Transposed convs whose kernel equals their stride (every output pixel receives exactly
+# one tap: U-Net's 2x2 stride-2 up-convolutions) on input rows at least this wide run on
+# those tiles too, phase by phase. Measured, float32, 1 thread: 128 -> 64 on 64x64 4.44
+# -> 3.90 ms, 256 -> 128 on 32x32 4.06 -> 3.75, 64 -> 32 on 128x128 6.83 -> 6.19; on
+# 16x16 (512 -> 256) 12% slower, and with overlapping taps (4x4 stride 2) even or slower.
+DIRECT_TILES_MIN_UPCONV_WIDTH = 32
+
 # Input pixels (batch included) up to which a transposed conv runs as weights x pixels +
 # col2im (measured: DCGAN 512 -> 256 on 4x4, 16 pixels; FCN-32s' 7x7, 49).
 COL2IM_MAX_PIXELS = 64
@@ -173,8 +180,9 @@ def select_algorithm(p: ConvParams, avx2_tiles: bool = AVX2_TILES) -> Algorithm:
     build has the 1x1 register-tile engine's AVX2 kernels (AVX2 without AVX-512), where
     it runs every 1x1 conv: 1x1 256 -> 64 on 56x56 at 94 GFLOP/s against the GEMM
     engine's 80, 1024 -> 1024 on 7x7 1.30 against 1.65 ms (float32, one thread), and
-    convs of at most DIRECT_TILES_MAX_C_IN input channels. With AVX-512 the GEMM
-    engine's tiles fit the 32 registers and keep these layers."""
+    convs of at most DIRECT_TILES_MAX_C_IN input channels, and U-Net-style up-convs
+    (DIRECT_TILES_MIN_UPCONV_WIDTH). With AVX-512 the GEMM engine's tiles fit the 32
+    registers and keep these layers."""
     if p.op == "separable_conv2d":
         # Measured here (MobileNet 256 ch at 28x28, 512 at 14x14, 64 at 112x112, 128 at
         # 56x56 stride 2): since the depthwise kernel has SIMD band kernels and the 1x1
@@ -193,6 +201,9 @@ def select_algorithm(p: ConvParams, avx2_tiles: bool = AVX2_TILES) -> Algorithm:
         N, _, H, W = p.input_shape
         if N * H * W <= COL2IM_MAX_PIXELS and p.kernel != (1, 1):
             return Algorithm.TRANSPOSED_COL2IM
+        if (avx2_tiles and p.kernel == p.stride and p.kernel != (1, 1)
+                and p.dilation == (1, 1) and W >= DIRECT_TILES_MIN_UPCONV_WIDTH):
+            return Algorithm.DIRECT_TILES
         return Algorithm.TRANSPOSED_PHASES
     if p.op == "depthwise_conv2d":
         return Algorithm.DEPTHWISE

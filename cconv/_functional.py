@@ -98,13 +98,16 @@ def _convolution(op: str, input, weight, bias=None, plan_cache=None, b_source=No
         elif algorithm is Algorithm.POINTWISE_TILES and b_source is not None:
             algorithm = Algorithm.POINTWISE
         elif algorithm is Algorithm.DIRECT_TILES and b_source is not None:
-            algorithm = Algorithm.IMPLICIT_GEMM
+            algorithm = (Algorithm.TRANSPOSED_PHASES if p.op == "conv_transpose2d"
+                         else Algorithm.IMPLICIT_GEMM)
     elif algorithm in _WINOGRAD and not winograd_applies(p):
         raise ValueError(f"the Winograd engine cannot run {p}")
     elif algorithm is Algorithm.POINTWISE_TILES and not (p.kernel == (1, 1) and p.zero_padding):
         raise ValueError(f"the 1x1 register-tile engine cannot run {p}")
-    elif algorithm is Algorithm.DIRECT_TILES and p.op not in ("conv2d", "pointwise_conv2d"):
-        raise ValueError(f"the register-tile engine runs conv2d only, not {p}")
+    elif algorithm is Algorithm.DIRECT_TILES and p.op not in ("conv2d", "pointwise_conv2d",
+                                                              "conv_transpose2d"):
+        raise ValueError(f"the register-tile engine runs conv2d and conv_transpose2d only, "
+                         f"not {p}")
     out = a["out"]
     if out is None:
         out = np.empty(p.output_shape, dtype=p.dtype)
@@ -167,21 +170,28 @@ def _pointwise_tiles(x, w, bias, out, stride, groups, n_threads):
 
 
 def _direct_tiles(p: ConvParams, x, w, bias, out, padding, plan_cache):
-    """A conv2d on the register-tile engine over a direct GEMM plan's source planes:
-    the plan's tap offsets and zero-bordered (phase) planes, the weights reordered to
-    its k order (tap-major), one output row's columns per position tile."""
-    plan = _gemm_plan(plan_cache, False, x.shape, w.shape, p.output_shape, p.stride, padding,
-                      p.dilation, p.groups, "direct")
-    C_out, Cg, KH, KW = w.shape
-    w_k = np.ascontiguousarray(w.reshape(C_out, Cg, KH * KW).transpose(0, 2, 1))
-    hg, wg, dst0, drs = (int(v) for v in plan.phase_cols[:4, 0])
-    src = _igemm._direct_source(x, plan.direct, p.n_threads)
+    """A conv2d or transposed conv on the register-tile engine over a direct GEMM plan:
+    the plan's tap offsets and zero-bordered (phase) source planes, phase by phase, the
+    weights reordered to each phase's k order (tap-major)."""
+    transposed = p.op == "conv_transpose2d"
+    plan = _gemm_plan(plan_cache, transposed, x.shape, w.shape, p.output_shape, p.stride,
+                      padding, p.dilation, p.groups, "direct")
+    G = p.groups
+    if transposed:  # (C_in, M, kh, kw): taps[g, m, kernel index, c]
+        M = w.shape[1]
+        taps = w.reshape(G, plan.Cg, M, -1).transpose(0, 2, 3, 1)
+    else:           # (C_out, Cg, kh, kw)
+        M = w.shape[0] // G
+        taps = w.reshape(G, M, plan.Cg, -1).transpose(0, 1, 3, 2)
+    tap_index = plan.pack_spec[0]
+    src = _igemm._direct_source(x, plan.direct, p.n_threads).reshape(-1)
     N, _, H_out, W_out = out.shape
-    _pointwise.direct_forward(src.reshape(-1), plan.boff, w_k.reshape(-1), bias,
-                              out.reshape(-1), N, p.groups, C_out // p.groups,
-                              plan.C_in * plan.plane, plan.Cg * plan.plane, hg, wg,
-                              int(plan.phase_cols[7, 0]), dst0, drs, H_out * W_out,
-                              p.n_threads)
+    for hg, wg, dst0, drs, dcs, t0, t1, pitch in plan.phase_cols.T.tolist():
+        w_k = np.ascontiguousarray(taps[:, :, tap_index[t0:t1], :])
+        _pointwise.direct_forward(src, plan.boff[t0 * plan.Cg:t1 * plan.Cg], w_k.reshape(-1),
+                                  bias, out.reshape(-1), N, G, M, plan.C_in * plan.plane,
+                                  plan.Cg * plan.plane, hg, wg, pitch, dst0, drs, dcs,
+                                  H_out * W_out, p.n_threads)
 
 
 def _winograd_conv(p: ConvParams, x, w, bias, out, padding, plan_cache, algorithm) -> bool:

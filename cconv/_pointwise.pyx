@@ -38,10 +38,12 @@ Design note
   GEMM engine sums the same way, so the two give the same bits.
 * The same tiles over the implicit-GEMM engine's source planes (``direct_forward``,
   ``Algorithm.DIRECT_TILES``: convs of few input channels, the first layer of an image
-  network): B row k of grid point (i, j) lies at ``src + boff[k] + i * pitch + j``
+  network, and non-overlapping up-convs, one call per output phase): B row k of grid point (i, j) lies at ``src + boff[k] + i * pitch + j``
   in the plan's zero-bordered (phase) planes; a position tile is up to 16 columns of one
-  output row; its K-block of rows is copied into an aligned panel first (each tap's rows
-  sit at their own alignment), and the weights are reordered to the plan's tap-major k.
+  output row (a phase's columns are stride_w apart in the output: written through the
+  small tile); its K-block of rows is copied into an aligned panel first (each tap's
+  rows sit at their own alignment), and the weights are reordered to the plan's
+  tap-major k.
 """
 
 import numpy as np
@@ -160,29 +162,35 @@ cdef inline void tile_kernel(Py_ssize_t rows, Py_ssize_t vectors, Py_ssize_t kc,
 
 cdef inline void channel_tile(const floating* a, Py_ssize_t lda, Py_ssize_t kc,
                               const floating* b, Py_ssize_t ldb, floating* c, Py_ssize_t ldc,
-                              Py_ssize_t n, Py_ssize_t rows, const floating* init,
-                              floating* tile) noexcept nogil:
+                              Py_ssize_t dcs, Py_ssize_t n, Py_ssize_t rows,
+                              const floating* init, floating* tile) noexcept nogil:
     """One channel tile (min(rows, 6) rows of A from a, lda apart) times one position
     tile of n positions (B rows ldb apart, n <= 16 float32 / 8 float64 values each)
-    into C rows ldc apart: c = init + the product when init is given, else c += it.
-    A tile of fewer positions goes through `tile`, so that only its n columns of C are
-    read and written."""
+    into C rows ldc apart, columns dcs apart: c = init + the product when init is
+    given, else c += it. A tile of fewer positions, or of spread columns, goes through
+    `tile`, so that only its n columns of C are read and written. With no k at all,
+    c = init as it is (init + 0 would turn a -0 bias into +0)."""
     cdef Py_ssize_t nr = 16 if floating is float else 8
     cdef Py_ssize_t vectors = 2 if n > nr // 2 else 1
     cdef Py_ssize_t i, q
     if rows > ROWS:
         rows = ROWS
-    if n == nr:
+    if kc == 0 and init != NULL:
+        for i in range(rows):
+            for q in range(n):
+                c[i * ldc + q * dcs] = init[i]
+        return
+    if n == nr and dcs == 1:
         tile_kernel(rows, vectors, kc, a, lda, b, ldb, c, ldc, init)
         return
     if init == NULL:
         for i in range(rows):
             for q in range(n):
-                tile[i * nr + q] = c[i * ldc + q]
+                tile[i * nr + q] = c[i * ldc + q * dcs]
     tile_kernel(rows, vectors, kc, a, lda, b, ldb, tile, nr, init)
     for i in range(rows):
         for q in range(n):
-            c[i * ldc + q] = tile[i * nr + q]
+            c[i * ldc + q * dcs] = tile[i * nr + q]
 
 
 cdef inline Py_ssize_t tile_start(Py_ssize_t t, Py_ssize_t head, Py_ssize_t nr) noexcept nogil:
@@ -247,7 +255,8 @@ cdef void pointwise_item(const floating* x, floating* out, const floating* w,
                         cconv_prefetch_l2(x + (k0 + pf) * P + p_next + nr - 1)
                     pf += 1
                 channel_tile(w + mt * ROWS * K + k0, K, kc, b, ldb, out + mt * ROWS * P + p0,
-                             P, n, M - mt * ROWS, init + mt * ROWS if first else NULL, tile)
+                             P, 1, n, M - mt * ROWS, init + mt * ROWS if first else NULL,
+                             tile)
             k0 += kc
             first = False
 
@@ -345,12 +354,13 @@ def forward(const floating[::1] x, const floating[::1] w, bias, floating[::1] ou
 cdef void direct_item(const floating* src, floating* out, const floating* w,
                       const floating* init, const Py_ssize_t* boff, Py_ssize_t K,
                       Py_ssize_t M, Py_ssize_t wg, Py_ssize_t pitch, Py_ssize_t drs,
-                      Py_ssize_t out_plane, Py_ssize_t t0, Py_ssize_t t1, Py_ssize_t mt0,
+                      Py_ssize_t dcs, Py_ssize_t out_plane, Py_ssize_t t0, Py_ssize_t t1,
+                      Py_ssize_t mt0,
                       Py_ssize_t mt1, floating* panel, floating* tile) noexcept nogil:
     """Position tiles [t0, t1) x channel tiles [mt0, mt1) of one image and group of a
     direct plan: tile t is grid row t // per_row, columns from (t % per_row) * 16 (8
     float64) up to wg; B row k of grid point (i, j) at src + boff[k] + i * pitch + j;
-    the output point at out + i * drs + j, output planes out_plane apart."""
+    the output point at out + i * drs + j * dcs, output planes out_plane apart."""
     cdef Py_ssize_t nr = 16 if floating is float else 8
     cdef Py_ssize_t per_row = (wg + nr - 1) // nr
     cdef Py_ssize_t t, gi, j0, n, k0, kc, mt, r, q
@@ -377,8 +387,9 @@ cdef void direct_item(const floating* src, floating* out, const floating* w,
                         row[q] = s[q] if q < n else 0
             for mt in range(mt0, mt1):
                 channel_tile(w + mt * ROWS * K + k0, K, kc, panel, nr,
-                             out + mt * ROWS * out_plane + gi * drs + j0, out_plane, n,
-                             M - mt * ROWS, init + mt * ROWS if first else NULL, tile)
+                             out + mt * ROWS * out_plane + gi * drs + j0 * dcs, out_plane,
+                             dcs, n, M - mt * ROWS, init + mt * ROWS if first else NULL,
+                             tile)
             k0 += kc
             first = False
 
@@ -387,11 +398,12 @@ def direct_forward(const floating[::1] src, const Py_ssize_t[::1] boff,
                    const floating[::1] w, bias, floating[::1] out, Py_ssize_t N,
                    Py_ssize_t G, Py_ssize_t M, Py_ssize_t src_image, Py_ssize_t src_group,
                    Py_ssize_t hg, Py_ssize_t wg, Py_ssize_t pitch, Py_ssize_t dst0,
-                   Py_ssize_t drs, Py_ssize_t out_plane, int n_threads):
-    """A direct implicit-GEMM plan's conv on these tiles: out (N, G * M, out_plane) at
-    dst0 + i * drs + j for grid point (i < hg, j < wg) = w (G * M, K) (k in the plan's
-    order) x B + bias, B row k of grid point (i, j) at src + n * src_image + g *
-    src_group + boff[k] + i * pitch + j (the plan's zero-bordered source planes)."""
+                   Py_ssize_t drs, Py_ssize_t dcs, Py_ssize_t out_plane, int n_threads):
+    """One phase of a direct implicit-GEMM plan on these tiles: out (N, G * M,
+    out_plane) at dst0 + i * drs + j * dcs for grid point (i < hg, j < wg) = w (G * M,
+    K) (k in the plan's order) x B + bias, B row k of grid point (i, j) at src + n *
+    src_image + g * src_group + boff[k] + i * pitch + j (the plan's zero-bordered
+    source planes)."""
     cdef Py_ssize_t nr = 16 if floating is float else 8
     cdef Py_ssize_t K = boff.shape[0]
     cdef Py_ssize_t mtiles = (M + ROWS - 1) // ROWS
@@ -433,7 +445,7 @@ def direct_forward(const floating[::1] src, const Py_ssize_t[::1] boff,
             mt1 = mt0 + per_split if mt0 + per_split < mtiles else mtiles
             direct_item(src_ptr + n * src_image + g * src_group,
                         out_ptr + (n * G + g) * M * out_plane + dst0, w_ptr + g * M * K,
-                        init_ptr + g * mtiles * ROWS, boff_ptr, K, M, wg, pitch, drs,
+                        init_ptr + g * mtiles * ROWS, boff_ptr, K, M, wg, pitch, drs, dcs,
                         out_plane, t0, t1, mt0, mt1, panel, tile)
         free(panel)
         free(tile)

@@ -110,6 +110,6 @@ def test_register_tiles_over_source_planes_any_thread_count(dtype):
 
 def test_register_tiles_over_source_planes_refuse_other_ops():
     x = np.ones((1, 4, 5, 5), np.float32)
-    with pytest.raises(ValueError, match="conv2d only"):
-        _functional._convolution("conv_transpose2d", x, np.ones((4, 2, 3, 3), np.float32),
+    with pytest.raises(ValueError, match="conv2d and conv_transpose2d only"):
+        _functional._convolution("depthwise_conv2d", x, np.ones((4, 1, 3, 3), np.float32),
                                  algorithm=Algorithm.DIRECT_TILES)

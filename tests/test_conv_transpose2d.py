@@ -76,3 +76,42 @@ def test_conv_transpose2d_is_adjoint_of_conv2d(s, p, d, g):
     lhs = np.vdot(cconv.conv2d(x, w, stride=s, padding=p, dilation=d, groups=g), y)
     rhs = np.vdot(x, xt)
     assert abs(lhs - rhs) <= 1e-10 * (abs(lhs) + np.abs(x).sum())
+
+
+# The register-tile engine over the phase GEMM's source planes (one direct_forward per
+# output phase, columns stride_w apart), forced on every transposed case and build:
+# the reference, and the phase GEMM's bits.
+from cconv._dispatch import Algorithm  # noqa: E402
+
+_TILES = forced("conv_transpose2d", algorithm=Algorithm.DIRECT_TILES)
+_PHASES = forced("conv_transpose2d", algorithm=Algorithm.TRANSPOSED_PHASES, b_source="packed")
+
+
+@pytest.mark.parametrize("case", cases.conv_transpose2d_awkward()
+                         + cases.conv_transpose2d_product_grid(), ids=str)
+@pytest.mark.parametrize("dtype", DTYPES, ids=lambda d: np.dtype(d).name)
+def test_register_tiles_over_phases_match_the_reference_and_the_phase_gemm(case, dtype):
+    tiles = check_case(_TILES, case, dtype)
+    np.testing.assert_array_equal(tiles, check_case(_PHASES, case, dtype), err_msg=str(case))
+
+
+def test_register_tiles_keep_a_negative_zero_bias_where_no_tap_lands():
+    # Stride 3, kernel 2: a third of the output rows and columns receive no tap and are
+    # the bias itself, sign of zero included.
+    x = np.ones((1, 2, 3, 3), np.float32)
+    w = np.ones((2, 3, 2, 2), np.float32)
+    b = np.array([-0.0, 1.0, -0.0], np.float32)
+    out = _TILES.conv_transpose2d(x, w, b, stride=3)
+    assert np.signbit(out[0, 0, 2, 2]) and np.signbit(out[0, 2, 5, 0])
+    assert out[0, 1, 2, 2] == 1.0
+
+
+def test_forcing_the_b_source_of_a_tiled_up_conv_keeps_it_transposed():
+    rng = np.random.default_rng(2)
+    x = rng.standard_normal((1, 3, 32, 33)).astype(np.float32)
+    w = rng.standard_normal((3, 5, 2, 2)).astype(np.float32)
+    tiles = _TILES.conv_transpose2d(x, w, stride=2)
+    for b_source in ("direct", "packed", "channels"):
+        np.testing.assert_array_equal(
+            forced("conv_transpose2d", b_source=b_source).conv_transpose2d(x, w, stride=2),
+            tiles)

@@ -86,6 +86,16 @@ AVX2_CASES = {
                             Algorithm.IMPLICIT_GEMM),
     "grouped, two channels per group": (("conv2d", (1, 4, 9, 9), (4, 2, 5, 5)),
                                         {"groups": 2}, Algorithm.IMPLICIT_GEMM),
+    "U-Net up-conv 2x2 stride 2 on 64x64": (("conv_transpose2d", (1, 128, 64, 64),
+                                             (128, 64, 2, 2)), {"stride": 2},
+                                            Algorithm.DIRECT_TILES),
+    "up-conv on 16x16 rows": (("conv_transpose2d", (1, 64, 16, 16), (64, 32, 2, 2)),
+                              {"stride": 2}, Algorithm.TRANSPOSED_PHASES),
+    "overlapping taps (DCGAN 4x4 stride 2)": (("conv_transpose2d", (1, 128, 32, 32),
+                                               (128, 64, 4, 4)), {"stride": 2, "padding": 1},
+                                              Algorithm.TRANSPOSED_PHASES),
+    "transposed 1x1 stride 1": (("conv_transpose2d", (1, 8, 40, 40), (8, 4, 1, 1)), {},
+                                Algorithm.TRANSPOSED_PHASES),
 }
 
 
