@@ -8,6 +8,8 @@ from __future__ import annotations
 
 import enum
 
+import numpy as np
+
 from cconv._params import ConvParams
 from cconv._pointwise import AVX2_TILES
 from cconv.shapes import dilation_phases
@@ -45,6 +47,11 @@ DIRECT_TILES_MAX_C_IN = 4
 # -> 3.90 ms, 256 -> 128 on 32x32 4.06 -> 3.75, 64 -> 32 on 128x128 6.83 -> 6.19; on
 # 16x16 (512 -> 256) 12% slower, and with overlapping taps (4x4 stride 2) even or slower.
 DIRECT_TILES_MIN_UPCONV_WIDTH = 32
+# float64 transposed convs on rows that wide with at least this many output channels
+# per group too (the phase GEMM's float64 tiles have no channel-tiled form): DCGAN's
+# 128 -> 64 4x4 stride 2 on 32x32 9.07 -> 7.66 ms, 3x3 stride 2 128 -> 64 6.70 -> 5.40,
+# 4x4 64 -> 32 on 64x64 9.57 -> 8.62; 32 -> 16 6% slower (1 thread).
+DIRECT_TILES_MIN_F64_CHANNELS = 32
 
 # Input pixels (batch included) up to which a transposed conv runs as weights x pixels +
 # col2im (measured: DCGAN 512 -> 256 on 4x4, 16 pixels; FCN-32s' 7x7, 49).
@@ -203,6 +210,9 @@ def select_algorithm(p: ConvParams, avx2_tiles: bool = AVX2_TILES) -> Algorithm:
             return Algorithm.TRANSPOSED_COL2IM
         if (avx2_tiles and p.kernel == p.stride and p.kernel != (1, 1)
                 and p.dilation == (1, 1) and W >= DIRECT_TILES_MIN_UPCONV_WIDTH):
+            return Algorithm.DIRECT_TILES
+        if (avx2_tiles and p.dtype == np.float64 and W >= DIRECT_TILES_MIN_UPCONV_WIDTH
+                and p.C_out // p.groups >= DIRECT_TILES_MIN_F64_CHANNELS):
             return Algorithm.DIRECT_TILES
         return Algorithm.TRANSPOSED_PHASES
     if p.op == "depthwise_conv2d":

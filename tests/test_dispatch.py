@@ -98,6 +98,31 @@ AVX2_CASES = {
                                 Algorithm.TRANSPOSED_PHASES),
 }
 
+# The same with float64 arrays: overlapping up-convs of enough channels on wide rows too.
+AVX2_F64_CASES = {
+    "DCGAN 4x4 stride 2, 64 channels, 32x32": (("conv_transpose2d", (1, 128, 32, 32),
+                                                (128, 64, 4, 4)), {"stride": 2, "padding": 1},
+                                               Algorithm.DIRECT_TILES),
+    "16 output channels": (("conv_transpose2d", (1, 32, 64, 64), (32, 16, 4, 4)),
+                           {"stride": 2, "padding": 1}, Algorithm.TRANSPOSED_PHASES),
+    "16x16 rows": (("conv_transpose2d", (1, 256, 16, 16), (256, 128, 4, 4)),
+                   {"stride": 2, "padding": 1}, Algorithm.TRANSPOSED_PHASES),
+    "grouped: 32 channels per group": (("conv_transpose2d", (1, 64, 32, 32), (64, 32, 3, 3)),
+                                       {"stride": 2, "groups": 2}, Algorithm.DIRECT_TILES),
+    "few input pixels stay col2im": (("conv_transpose2d", (1, 512, 4, 4), (512, 256, 4, 4)),
+                                     {"stride": 2, "padding": 1}, Algorithm.TRANSPOSED_COL2IM),
+}
+
+
+@pytest.mark.parametrize("name", list(AVX2_F64_CASES))
+def test_select_algorithm_with_avx2_tiles_float64(name):
+    (op, x_shape, w_shape), kw, expected = AVX2_F64_CASES[name]
+    p, _ = normalize(op, np.ones(x_shape), np.ones(w_shape), **kw)
+    assert select_algorithm(p, avx2_tiles=True) is expected
+    p32, _ = normalize(op, np.ones(x_shape, np.float32), np.ones(w_shape, np.float32), **kw)
+    if expected is Algorithm.DIRECT_TILES:
+        assert select_algorithm(p32, avx2_tiles=True) is Algorithm.TRANSPOSED_PHASES
+
 
 @pytest.mark.parametrize("name", list(AVX2_CASES))
 def test_select_algorithm_with_avx2_tiles(name):
