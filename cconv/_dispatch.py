@@ -52,6 +52,14 @@ DIRECT_TILES_MIN_UPCONV_WIDTH = 32
 # 128 -> 64 4x4 stride 2 on 32x32 9.07 -> 7.66 ms, 3x3 stride 2 128 -> 64 6.70 -> 5.40,
 # 4x4 64 -> 32 on 64x64 9.57 -> 8.62; 32 -> 16 6% slower (1 thread).
 DIRECT_TILES_MIN_F64_CHANNELS = 32
+# And float64 convs that no Winograd engine takes, undilated (no all-padding taps to
+# skip), with at least this many output positions per image and output channels per
+# group (the weights stream past every position tile: on 7x7 maps 1.8x slower).
+# Measured, 1 thread: 3x3 stride 2 128 -> 128 from 56x56 11.2 -> 8.7 ms, 256 -> 256 from
+# 28x28 11.2 -> 9.5, 5x5 64 -> 64 on 56x56 18.6 -> 15.8; 7x7 16 -> 32 on 112x112 6%
+# slower (hence the channels). float32 keeps its channel tiles, 10-20% faster there.
+DIRECT_TILES_F64_MIN_POSITIONS = 196
+DIRECT_TILES_F64_MIN_CONV_CHANNELS = 64
 
 # Input pixels (batch included) up to which a transposed conv runs as weights x pixels +
 # col2im (measured: DCGAN 512 -> 256 on 4x4, 16 pixels; FCN-32s' 7x7, 49).
@@ -227,5 +235,10 @@ def select_algorithm(p: ConvParams, avx2_tiles: bool = AVX2_TILES) -> Algorithm:
     if winograd_wide_pays(p):
         return Algorithm.WINOGRAD_WIDE
     if avx2_tiles and p.groups == 1 and p.C_in <= DIRECT_TILES_MAX_C_IN:
+        return Algorithm.DIRECT_TILES
+    _, _, H_out, W_out = p.output_shape
+    if (avx2_tiles and p.dtype == np.float64 and p.dilation == (1, 1)
+            and H_out * W_out >= DIRECT_TILES_F64_MIN_POSITIONS
+            and p.C_out // p.groups >= DIRECT_TILES_F64_MIN_CONV_CHANNELS):
         return Algorithm.DIRECT_TILES
     return Algorithm.IMPLICIT_GEMM

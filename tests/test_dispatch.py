@@ -111,6 +111,18 @@ AVX2_F64_CASES = {
                                        {"stride": 2, "groups": 2}, Algorithm.DIRECT_TILES),
     "few input pixels stay col2im": (("conv_transpose2d", (1, 512, 4, 4), (512, 256, 4, 4)),
                                      {"stride": 2, "padding": 1}, Algorithm.TRANSPOSED_COL2IM),
+    "3x3 stride 2, 128 channels, 28x28 out": (("conv2d", (1, 128, 56, 56), (128, 128, 3, 3)),
+                                              {"stride": 2, "padding": 1},
+                                              Algorithm.DIRECT_TILES),
+    "5x5, 64 channels": (("conv2d", (1, 64, 20, 20), (64, 64, 5, 5)), {"padding": 2},
+                         Algorithm.DIRECT_TILES),
+    "7x7 output (weights streamed per tile)": (("conv2d", (1, 512, 14, 14), (512, 512, 3, 3)),
+                                               {"stride": 2, "padding": 1},
+                                               Algorithm.IMPLICIT_GEMM),
+    "32 output channels": (("conv2d", (1, 16, 40, 40), (32, 16, 7, 7)), {"padding": 3},
+                           Algorithm.IMPLICIT_GEMM),
+    "dilated (ASPP-like)": (("conv2d", (1, 64, 33, 33), (64, 64, 3, 3)),
+                            {"padding": 12, "dilation": 12}, Algorithm.IMPLICIT_GEMM),
 }
 
 
@@ -120,8 +132,9 @@ def test_select_algorithm_with_avx2_tiles_float64(name):
     p, _ = normalize(op, np.ones(x_shape), np.ones(w_shape), **kw)
     assert select_algorithm(p, avx2_tiles=True) is expected
     p32, _ = normalize(op, np.ones(x_shape, np.float32), np.ones(w_shape, np.float32), **kw)
-    if expected is Algorithm.DIRECT_TILES:
-        assert select_algorithm(p32, avx2_tiles=True) is Algorithm.TRANSPOSED_PHASES
+    if expected is Algorithm.DIRECT_TILES:  # float32 keeps its channel-tiled GEMMs
+        assert select_algorithm(p32, avx2_tiles=True) in (Algorithm.TRANSPOSED_PHASES,
+                                                          Algorithm.IMPLICIT_GEMM)
 
 
 @pytest.mark.parametrize("name", list(AVX2_CASES))
