@@ -287,70 +287,6 @@ def _items(Py_ssize_t igs, Py_ssize_t ptiles, Py_ssize_t mtiles, int n_threads):
             per_split)
 
 
-def forward(const floating[::1] x, const floating[::1] w, bias, floating[::1] out,
-            Py_ssize_t N, Py_ssize_t G, Py_ssize_t M, Py_ssize_t K, Py_ssize_t P,
-            int n_threads):
-    """out (N, G * M, P) = w (G * M, K) x x (N, G * K, P) + bias (or None), all flat
-    C-contiguous arrays."""
-    cdef Py_ssize_t nr = 16 if floating is float else 8
-    cdef Py_ssize_t mtiles = (M + ROWS - 1) // ROWS
-    if N * G * M * P == 0:
-        return
-    cdef const floating* x_ptr = &x[0] if K else NULL
-    cdef const floating* w_ptr = &w[0] if K else NULL
-    cdef floating* out_ptr = &out[0]
-    # Where every plane is a whole number of cache lines, the tiles are placed so that
-    # their B rows are line-aligned (numpy's arrays start 16 bytes into a line) and read
-    # in place; otherwise each tile is copied into an aligned panel first.
-    cdef Py_ssize_t line = 64 // sizeof(floating)
-    cdef bint in_place = P % line == 0
-    cdef Py_ssize_t head = 0
-    if in_place:
-        head = ((64 - (<size_t> x_ptr) % 64) % 64) // sizeof(floating)
-        in_place = (<size_t> x_ptr) % sizeof(floating) == 0
-        if not in_place:
-            head = 0
-    cdef Py_ssize_t ptiles = (1 if head else 0) + (P - head + nr - 1) // nr
-    cdef const floating[::1] init = _init_rows(bias, G, M, mtiles, np.asarray(out).dtype)
-    cdef double macs = <double> N * G * M * K * P
-    n_threads = effective_threads(n_threads, N * G * ptiles * mtiles, macs)
-    cdef Py_ssize_t igs = N * G
-    cdef Py_ssize_t runs, per_run, splits, per_split
-    runs, per_run, splits, per_split = _items(igs, ptiles, mtiles, n_threads)
-    cdef Py_ssize_t n_items = igs * runs * splits
-    cdef Py_ssize_t item, ig, rest, run, split, t0, t1, mt0, mt1, n, g
-    cdef const floating* init_ptr = &init[0]
-    cdef floating* panel
-    cdef floating* tile
-    cdef int failed = 0
-    cdef int* failed_flag = &failed
-    with nogil, parallel(num_threads=n_threads):
-        panel = <floating*> scratch_alloc(KC * nr * sizeof(floating))
-        tile = <floating*> scratch_alloc(ROWS * nr * sizeof(floating))
-        for item in prange(n_items, schedule="static"):
-            if panel == NULL or tile == NULL:
-                failed_flag[0] = 1
-                continue
-            split = item % splits
-            rest = item // splits
-            run = rest % runs
-            ig = rest // runs
-            n = ig // G
-            g = ig - n * G
-            t0 = run * per_run
-            t1 = t0 + per_run if t0 + per_run < ptiles else ptiles
-            mt0 = split * per_split
-            mt1 = mt0 + per_split if mt0 + per_split < mtiles else mtiles
-            pointwise_item(x_ptr + (n * G + g) * K * P, out_ptr + (n * G + g) * M * P,
-                           w_ptr + g * M * K, init_ptr + g * mtiles * ROWS,
-                           K, P, M, head, in_place, t0, t1, mt0, mt1, panel, tile)
-        free(panel)
-        free(tile)
-    if failed:
-        raise MemoryError("cconv: could not allocate per-thread scratch memory")
-
-
-
 cdef void direct_item(const floating* src, floating* out, const floating* w,
                       const floating* init, const Py_ssize_t* boff, Py_ssize_t K,
                       Py_ssize_t M, Py_ssize_t wg, Py_ssize_t pitch, Py_ssize_t drs,
@@ -394,6 +330,119 @@ cdef void direct_item(const floating* src, floating* out, const floating* w,
             first = False
 
 
+cdef struct Tiles:
+    # One call's work: what every item shares (arrays of the call's dtype, which
+    # run_tiles reads them as).
+    bint direct              # direct_item (one phase of a direct plan), else pointwise_item
+    const void* x            # the input, or the plan's source planes
+    void* out
+    const void* w            # (G * M, K)
+    const void* init         # G x mtiles * ROWS starting values
+    const Py_ssize_t* boff   # direct: B row offsets
+    Py_ssize_t G, M, K, mtiles, ptiles, runs, per_run, splits, per_split
+    Py_ssize_t x_image, x_group  # values from one image's / group's x to the next
+    Py_ssize_t out_plane, dst0
+    Py_ssize_t P, head       # pointwise: positions, head tile
+    bint in_place
+    Py_ssize_t wg, pitch, drs, dcs  # direct: the phase's grid and output steps
+
+
+cdef int run_tiles(const Tiles* job, Py_ssize_t n_items, int n_threads,
+                   floating dtype_tag) noexcept nogil:
+    """Every item of a call (static schedule; per-thread panel and tile); 1 if scratch
+    memory could not be had, else 0. (dtype_tag only picks the dtype.)"""
+    cdef Py_ssize_t nr = 16 if floating is float else 8
+    cdef const floating* x = <const floating*> job.x
+    cdef floating* out = <floating*> job.out
+    cdef const floating* w = <const floating*> job.w
+    cdef const floating* init = <const floating*> job.init
+    cdef Py_ssize_t item, ig, rest, run, split, t0, t1, mt0, mt1, n, g
+    cdef floating* panel
+    cdef floating* tile
+    cdef floating* out_ig
+    cdef int failed = 0
+    cdef int* failed_flag = &failed
+    with parallel(num_threads=n_threads):
+        panel = <floating*> scratch_alloc(KC * nr * sizeof(floating))
+        tile = <floating*> scratch_alloc(ROWS * nr * sizeof(floating))
+        for item in prange(n_items, schedule="static"):
+            if panel == NULL or tile == NULL:
+                failed_flag[0] = 1
+                continue
+            split = item % job.splits
+            rest = item // job.splits
+            run = rest % job.runs
+            ig = rest // job.runs
+            n = ig // job.G
+            g = ig - n * job.G
+            t0 = run * job.per_run
+            t1 = t0 + job.per_run if t0 + job.per_run < job.ptiles else job.ptiles
+            mt0 = split * job.per_split
+            mt1 = mt0 + job.per_split if mt0 + job.per_split < job.mtiles else job.mtiles
+            out_ig = out + ig * job.M * job.out_plane + job.dst0
+            if job.direct:
+                direct_item(x + n * job.x_image + g * job.x_group, out_ig,
+                            w + g * job.M * job.K, init + g * job.mtiles * ROWS, job.boff,
+                            job.K, job.M, job.wg, job.pitch, job.drs, job.dcs,
+                            job.out_plane, t0, t1, mt0, mt1, panel, tile)
+            else:
+                pointwise_item(x + n * job.x_image + g * job.x_group, out_ig,
+                               w + g * job.M * job.K, init + g * job.mtiles * ROWS, job.K,
+                               job.P, job.M, job.head, job.in_place, t0, t1, mt0, mt1,
+                               panel, tile)
+        free(panel)
+        free(tile)
+    return failed
+
+
+cdef object run_call(Tiles* job, Py_ssize_t N, const floating[::1] x, const floating[::1] w,
+                     bias, floating[::1] out, int n_threads):
+    """Fill in the pointers, starting rows and work split of job, then run it."""
+    cdef floating dtype_tag = 0
+    cdef double macs = <double> N * job.G * job.M * job.K * job.ptiles * (16 if floating is float else 8)
+    job.x = &x[0] if x.shape[0] else NULL
+    job.w = &w[0] if job.K else NULL
+    job.out = &out[0]
+    init_arr = _init_rows(bias, job.G, job.M, job.mtiles,
+                          np.float32 if floating is float else np.float64)
+    cdef const floating[::1] init = init_arr
+    job.init = &init[0]
+    n_threads = effective_threads(n_threads, N * job.G * job.ptiles * job.mtiles, macs)
+    job.runs, job.per_run, job.splits, job.per_split = _items(N * job.G, job.ptiles,
+                                                              job.mtiles, n_threads)
+    cdef Py_ssize_t n_items = N * job.G * job.runs * job.splits
+    cdef int failed
+    with nogil:
+        failed = run_tiles(job, n_items, n_threads, dtype_tag)
+    if failed:
+        raise MemoryError("cconv: could not allocate per-thread scratch memory")
+
+
+def forward(const floating[::1] x, const floating[::1] w, bias, floating[::1] out,
+            Py_ssize_t N, Py_ssize_t G, Py_ssize_t M, Py_ssize_t K, Py_ssize_t P,
+            int n_threads):
+    """out (N, G * M, P) = w (G * M, K) x x (N, G * K, P) + bias (or None), all flat
+    C-contiguous arrays."""
+    cdef Py_ssize_t nr = 16 if floating is float else 8
+    cdef Tiles job
+    if N * G * M * P == 0:
+        return
+    job.direct = False
+    job.G, job.M, job.K, job.P = G, M, K, P
+    job.mtiles = (M + ROWS - 1) // ROWS
+    job.x_image, job.x_group = G * K * P, K * P
+    job.out_plane, job.dst0 = P, 0
+    job.boff = NULL
+    # Where every plane is a whole number of cache lines, the tiles are placed so that
+    # their B rows are line-aligned (numpy's arrays start 16 bytes into a line) and read
+    # in place; otherwise each tile is copied into an aligned panel first.
+    cdef size_t address = <size_t> &x[0] if K else 0
+    job.in_place = P % (64 // sizeof(floating)) == 0 and address % sizeof(floating) == 0
+    job.head = ((64 - address % 64) % 64) // sizeof(floating) if job.in_place else 0
+    job.ptiles = (1 if job.head else 0) + (P - job.head + nr - 1) // nr
+    run_call(&job, N, x, w, bias, out, n_threads)
+
+
 def direct_forward(const floating[::1] src, const Py_ssize_t[::1] boff,
                    const floating[::1] w, bias, floating[::1] out, Py_ssize_t N,
                    Py_ssize_t G, Py_ssize_t M, Py_ssize_t src_image, Py_ssize_t src_group,
@@ -405,49 +454,15 @@ def direct_forward(const floating[::1] src, const Py_ssize_t[::1] boff,
     src_image + g * src_group + boff[k] + i * pitch + j (the plan's zero-bordered
     source planes)."""
     cdef Py_ssize_t nr = 16 if floating is float else 8
-    cdef Py_ssize_t K = boff.shape[0]
-    cdef Py_ssize_t mtiles = (M + ROWS - 1) // ROWS
-    cdef Py_ssize_t ptiles = hg * ((wg + nr - 1) // nr)
-    if N * G * M * ptiles == 0:
+    cdef Tiles job
+    job.ptiles = hg * ((wg + nr - 1) // nr)
+    if N * G * M * job.ptiles == 0:
         return
-    cdef const floating* src_ptr = &src[0]
-    cdef const floating* w_ptr = &w[0] if K else NULL
-    cdef const Py_ssize_t* boff_ptr = &boff[0] if K else NULL
-    cdef floating* out_ptr = &out[0]
-    cdef const floating[::1] init = _init_rows(bias, G, M, mtiles, np.asarray(out).dtype)
-    cdef const floating* init_ptr = &init[0]
-    n_threads = effective_threads(n_threads, N * G * ptiles * mtiles,
-                                  <double> N * G * M * K * hg * wg)
-    cdef Py_ssize_t runs, per_run, splits, per_split
-    runs, per_run, splits, per_split = _items(N * G, ptiles, mtiles, n_threads)
-    cdef Py_ssize_t n_items = N * G * runs * splits
-    cdef Py_ssize_t item, ig, rest, run, split, t0, t1, mt0, mt1, n, g
-    cdef floating* panel
-    cdef floating* tile
-    cdef int failed = 0
-    cdef int* failed_flag = &failed
-    with nogil, parallel(num_threads=n_threads):
-        panel = <floating*> scratch_alloc(KC * nr * sizeof(floating))
-        tile = <floating*> scratch_alloc(ROWS * nr * sizeof(floating))
-        for item in prange(n_items, schedule="static"):
-            if panel == NULL or tile == NULL:
-                failed_flag[0] = 1
-                continue
-            split = item % splits
-            rest = item // splits
-            run = rest % runs
-            ig = rest // runs
-            n = ig // G
-            g = ig - n * G
-            t0 = run * per_run
-            t1 = t0 + per_run if t0 + per_run < ptiles else ptiles
-            mt0 = split * per_split
-            mt1 = mt0 + per_split if mt0 + per_split < mtiles else mtiles
-            direct_item(src_ptr + n * src_image + g * src_group,
-                        out_ptr + (n * G + g) * M * out_plane + dst0, w_ptr + g * M * K,
-                        init_ptr + g * mtiles * ROWS, boff_ptr, K, M, wg, pitch, drs, dcs,
-                        out_plane, t0, t1, mt0, mt1, panel, tile)
-        free(panel)
-        free(tile)
-    if failed:
-        raise MemoryError("cconv: could not allocate per-thread scratch memory")
+    job.direct = True
+    job.G, job.M, job.K = G, M, boff.shape[0]
+    job.mtiles = (M + ROWS - 1) // ROWS
+    job.x_image, job.x_group = src_image, src_group
+    job.out_plane, job.dst0 = out_plane, dst0
+    job.boff = &boff[0] if job.K else NULL
+    job.wg, job.pitch, job.drs, job.dcs = wg, pitch, drs, dcs
+    run_call(&job, N, src, w, bias, out, n_threads)
