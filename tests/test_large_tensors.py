@@ -139,7 +139,8 @@ def test_conv2d_input_past_2_31():
 
 INT_ALLOWED = {"n_threads", "failed", "failed_flag", "valid", "any_valid", "status",
                "groups", "run_problem", "run_planes", "run_tiles", "c",
-               "omp_get_max_threads", "omp_get_thread_num", "omp_get_num_procs", "CCONV_OPENMP_ENABLED", "CCONV_DW_SIMD",
+               "omp_get_max_threads", "omp_get_thread_num", "omp_get_num_procs",
+               "CCONV_OPENMP_ENABLED", "CCONV_DW_SIMD",
                # thread counts and per-tile/per-block flags
                "effective_threads", "requested", "nonfinite", "tile_valid",
                "block_has_nonfinite", "contiguous",
