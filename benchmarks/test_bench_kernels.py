@@ -35,7 +35,12 @@ THREADS = int(os.environ.get("CCONV_BENCH_THREADS", "1"))
 # family -> suite cases; at least one per kernel family, plus the fixed-cost case.
 FAMILY_CASES = {
     "winograd_3x3": ["r50_l3_3x3", "r50_l1_3x3"],
-    "implicit_gemm": ["r50_conv1"],
+    # The phase GEMM of a transposed conv: channel tiles in float32 (AVX2 builds run
+    # float64 on the register tiles, as below).
+    "implicit_gemm": ["dcgan_ct128_64"],
+    # AVX2 builds: the stem and U-Net's up-conv on the register tiles over the GEMM's
+    # source planes (Algorithm.DIRECT_TILES), 1x1 convs on them directly.
+    "register_tiles": ["r50_conv1", "unet_up128_64"],
     "pointwise": ["mbv1_pw_512", "r50_pw_256_64"],
     "depthwise": ["mbv1_dw512_14", "mbv1_dw64_s2", "effb0_dw240_5x5"],
     "fixed_cost": ["tiny_dw16_4"],
