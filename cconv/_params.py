@@ -300,7 +300,10 @@ def normalize(op: str, input, weight, bias=None, *, stride=1, padding=0, dilatio
                                                       pointwise_weight.dtype),
                None if pointwise_bias is None else (pointwise_bias.shape,
                                                     pointwise_bias.dtype),
-               stride, padding, dilation, groups, output_padding, padding_mode)
+               stride, padding, dilation, groups, output_padding, padding_mode,
+               # the argument as given: a cached params then holds its count already,
+               # and _revalidate need not copy it (a microsecond of a tiny layer)
+               n_threads)
         try:
             params = _VALIDATED.get(key)
         except TypeError:  # an unhashable argument (a list): validate in full
