@@ -305,9 +305,28 @@ cdef extern from *:
        (cconv_storen_f32: with vmaskmovps the stores were 17% of the 7x7 stem); columns
        2 apart (dcs = 2) one by one. Only values are moved:
        the bits are the scalar copy's. */
+    /* v's first n lanes to p[0], p[2], ..., one value each (the other columns belong
+       to another phase, perhaps another thread's): from the register halves, a whole
+       vector as eight stores with no loop (a counted loop over a stack copy was 7% of
+       DCGAN's 128 -> 64 layer). */
+    static inline void cconv_store_even8_f32(float* p, Py_ssize_t n, __m256 v) {
+        __m128 h = _mm256_castps256_ps128(v);
+        for (Py_ssize_t half = 0; half < 2 && n > 0; half++, n -= 4, p += 8) {
+            if (n >= 4) {
+                _mm_store_ss(p, h);
+                _mm_store_ss(p + 2, _mm_movehdup_ps(h));
+                _mm_store_ss(p + 4, _mm_movehl_ps(h, h));
+                _mm_store_ss(p + 6, _mm_shuffle_ps(h, h, 3));
+            } else {
+                _mm_store_ss(p, h);
+                if (n > 1) _mm_store_ss(p + 2, _mm_movehdup_ps(h));
+                if (n > 2) _mm_store_ss(p + 4, _mm_movehl_ps(h, h));
+            }
+            h = _mm256_extractf128_ps(v, 1);
+        }
+    }
     static void cconv_ct_store(const float* c, Py_ssize_t npos, Py_ssize_t rows,
                                float* out, Py_ssize_t ldo, Py_ssize_t dcs) {
-        float lanes[8] __attribute__((aligned(32)));
         for (Py_ssize_t p0 = 0; p0 < npos; p0 += 8) {
             Py_ssize_t np = npos - p0 < 8 ? npos - p0 : 8;
             for (Py_ssize_t h = 0; h < 4 && 8 * h < rows; h++) {
@@ -322,8 +341,7 @@ cdef extern from *:
                     if (dcs == 1) {
                         cconv_storen_f32(o, np, r[j]);
                     } else {
-                        _mm256_store_ps(lanes, r[j]);
-                        for (Py_ssize_t i = 0; i < np; i++) o[2 * i] = lanes[i];
+                        cconv_store_even8_f32(o, np, r[j]);
                     }
                 }
             }
