@@ -1091,7 +1091,7 @@ class Plan:
                  "tap_dx", "phase_cols", "positions", "_work", "tap_base", "polyphase", "Cg",
                  "inplace", "packed_layout", "pack_spec", "prefer_packed", "packed", "K",
                  "direct", "boff", "direct_limit", "channel_tiles", "channel_layout",
-                 "tap_window", "ct_runs", "without_channel_tiles", "plane")
+                 "tap_window", "ct_runs", "without_channel_tiles", "plane", "tile_weights")
 
     def __init__(self, N, C_in, H, W, G, M, out_plane, sy, sx, lda, w_group, aoff, tap_dy,
                  tap_dx, phases, pack_spec, prefer_packed=False, tap_base=None,
@@ -1131,6 +1131,9 @@ class Plan:
                           w_group)
         self.prefer_packed = prefer_packed
         self.packed = None
+        # A layer object's weights reordered for the register-tile engine, with the array
+        # they came from (_functional._direct_tiles); None on shared plans.
+        self.tile_weights = None
         self.tap_dy = np.ascontiguousarray(tap_dy, dtype=np.intp)
         self.tap_dx = np.ascontiguousarray(tap_dx, dtype=np.intp)
         self.tap_base = np.ascontiguousarray(

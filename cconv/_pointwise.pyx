@@ -38,7 +38,8 @@ Design note
   GEMM engine sums the same way, so the two give the same bits.
 * The same tiles over the implicit-GEMM engine's source planes (``direct_forward``,
   ``Algorithm.DIRECT_TILES``: convs of few input channels, the first layer of an image
-  network, and non-overlapping up-convs, one call per output phase): B row k of grid point (i, j) lies at ``src + boff[k] + i * pitch + j``
+  network; non-overlapping up-convs; float64's GEMM-like layers; one call per output
+  phase): B row k of grid point (i, j) lies at ``src + boff[k] + i * pitch + j``
   in the plan's zero-bordered (phase) planes; a position tile is up to 16 columns of one
   output row (a phase's columns are stride_w apart in the output: written through the
   small tile); its K-block of rows is copied into an aligned panel first (each tap's
@@ -151,9 +152,10 @@ cdef extern from *:
                       const double* init) noexcept nogil
 
 
-cdef inline void tile_kernel(Py_ssize_t rows, Py_ssize_t vectors, Py_ssize_t kc, const floating* a,
-                             Py_ssize_t lda, const floating* b, Py_ssize_t ldb, floating* c,
-                             Py_ssize_t ldc, const floating* init) noexcept nogil:
+cdef inline void tile_kernel(Py_ssize_t rows, Py_ssize_t vectors, Py_ssize_t kc,
+                             const floating* a, Py_ssize_t lda, const floating* b,
+                             Py_ssize_t ldb, floating* c, Py_ssize_t ldc,
+                             const floating* init) noexcept nogil:
     if floating is float:
         cconv_pw_f32(rows, vectors, kc, a, lda, b, ldb, c, ldc, init)
     else:
@@ -193,6 +195,18 @@ cdef inline void channel_tile(const floating* a, Py_ssize_t lda, Py_ssize_t kc,
             c[i * ldc + q * dcs] = tile[i * nr + q]
 
 
+cdef inline void panel_row(floating* row, const floating* src, Py_ssize_t n) noexcept nogil:
+    """A panel row: n values from src, then zeros to the tile's width (nothing past
+    src + n is read)."""
+    cdef Py_ssize_t nr = 16 if floating is float else 8
+    cdef Py_ssize_t q
+    if n == nr:
+        memcpy(row, src, nr * sizeof(floating))
+        return
+    for q in range(nr):
+        row[q] = src[q] if q < n else 0
+
+
 cdef inline Py_ssize_t tile_start(Py_ssize_t t, Py_ssize_t head, Py_ssize_t nr) noexcept nogil:
     """First position of tile t: tile 0 is [0, head) when head > 0, the rest nr wide."""
     if head == 0:
@@ -212,10 +226,9 @@ cdef void pointwise_item(const floating* x, floating* out, const floating* w,
     are cache-line aligned and read where they lie); a partial tile, or every tile
     without in_place, is first copied into a zero-filled panel."""
     cdef Py_ssize_t nr = 16 if floating is float else 8   # positions per tile
-    cdef Py_ssize_t t, p0, n, k0, kc, mt, r, q, p_next, pf, pf_end, pf_step
+    cdef Py_ssize_t t, p0, n, k0, kc, mt, r, p_next, pf, pf_end, pf_step
     cdef bint first, whole
     cdef const floating* b
-    cdef const floating* src
     cdef Py_ssize_t ldb
     for t in range(t0, t1):
         p0 = tile_start(t, head, nr)
@@ -234,9 +247,7 @@ cdef void pointwise_item(const floating* x, floating* out, const floating* w,
                 # Rows straddling cache lines ran at 80% of the aligned speed (two lines
                 # per row); a partial tile must not read past the input.
                 for r in range(kc):
-                    src = x + (k0 + r) * P + p0
-                    for q in range(nr):
-                        panel[r * nr + q] = src[q] if q < n else 0
+                    panel_row(panel + r * nr, x + (k0 + r) * P + p0, n)
                 b = panel
                 ldb = nr
             # The next tile's rows of this K-block into L2 while this one computes, a
@@ -291,18 +302,16 @@ cdef void direct_item(const floating* src, floating* out, const floating* w,
                       const floating* init, const Py_ssize_t* boff, Py_ssize_t K,
                       Py_ssize_t M, Py_ssize_t wg, Py_ssize_t pitch, Py_ssize_t drs,
                       Py_ssize_t dcs, Py_ssize_t out_plane, Py_ssize_t t0, Py_ssize_t t1,
-                      Py_ssize_t mt0,
-                      Py_ssize_t mt1, floating* panel, floating* tile) noexcept nogil:
+                      Py_ssize_t mt0, Py_ssize_t mt1, floating* panel,
+                      floating* tile) noexcept nogil:
     """Position tiles [t0, t1) x channel tiles [mt0, mt1) of one image and group of a
     direct plan: tile t is grid row t // per_row, columns from (t % per_row) * 16 (8
     float64) up to wg; B row k of grid point (i, j) at src + boff[k] + i * pitch + j;
     the output point at out + i * drs + j * dcs, output planes out_plane apart."""
     cdef Py_ssize_t nr = 16 if floating is float else 8
     cdef Py_ssize_t per_row = (wg + nr - 1) // nr
-    cdef Py_ssize_t t, gi, j0, n, k0, kc, mt, r, q
+    cdef Py_ssize_t t, gi, j0, n, k0, kc, mt, r
     cdef bint first
-    cdef const floating* s
-    cdef floating* row
     for t in range(t0, t1):
         gi = t // per_row
         j0 = (t - gi * per_row) * nr
@@ -314,13 +323,7 @@ cdef void direct_item(const floating* src, floating* out, const floating* w,
             # The tile's B rows lie at a different alignment per tap: copied into an
             # aligned panel (rows straddling cache lines ran at 80% of the aligned speed).
             for r in range(kc):
-                s = src + boff[k0 + r] + gi * pitch + j0
-                row = panel + r * nr
-                if n == nr:
-                    memcpy(row, s, nr * sizeof(floating))
-                else:
-                    for q in range(nr):
-                        row[q] = s[q] if q < n else 0
+                panel_row(panel + r * nr, src + boff[k0 + r] + gi * pitch + j0, n)
             for mt in range(mt0, mt1):
                 channel_tile(w + mt * ROWS * K + k0, K, kc, panel, nr,
                              out + mt * ROWS * out_plane + gi * drs + j0 * dcs, out_plane,

@@ -113,3 +113,25 @@ def test_register_tiles_over_source_planes_refuse_other_ops():
     with pytest.raises(ValueError, match="conv2d and conv_transpose2d only"):
         _functional._convolution("depthwise_conv2d", x, np.ones((4, 1, 3, 3), np.float32),
                                  algorithm=Algorithm.DIRECT_TILES)
+
+
+def test_register_tiles_over_source_planes_reorder_a_layers_weights_once():
+    rng = np.random.default_rng(13)
+    x = rng.standard_normal((1, 3, 20, 20)).astype(np.float32)
+    w1 = rng.standard_normal((8, 3, 5, 5)).astype(np.float32)
+    w2 = rng.standard_normal((8, 3, 5, 5)).astype(np.float32)
+    cache = {}
+    first = DIRECT_TILES.conv2d(x, w1, padding=2, plan_cache=cache)
+    (plan,) = cache.values()
+    reordered = plan.tile_weights[1]
+    np.testing.assert_array_equal(DIRECT_TILES.conv2d(x, w1, padding=2, plan_cache=cache),
+                                  first)
+    assert plan.tile_weights[1] is reordered
+    other = DIRECT_TILES.conv2d(x, w2, padding=2, plan_cache=cache)
+    assert plan.tile_weights[0] is w2
+    np.testing.assert_array_equal(other, GEMM_PACKED.conv2d(x, w2, padding=2))
+    # Calls without a layer object's cache share plans and keep no weights on them.
+    DIRECT_TILES.conv2d(x, w1, padding=2)
+    shared = _functional._shared_gemm_plan(False, x.shape, w1.shape, first.shape, (1, 1),
+                                           ((2, 2), (2, 2)), (1, 1), 1, "direct")
+    assert shared.tile_weights is None
