@@ -18,10 +18,10 @@ Design note
   buffer is allocated and only the interior is rewritten per item, so their inner
   loops have no bounds checks and no branches.
 * 3x3 stride 1 and 2, and 5x5 stride 1 (float32), on builds with AVX-512 or AVX2
-  (``_dwrows.pxd``): a band kernel runs down
-  each plane in column blocks of up to four vectors, loading every input row once and feeding the output
-  rows that use it through rotating accumulators (masked loads and stores for the
-  column tail; dilated rows as interleaved chains). For stride 2 each input row is split
+  (``_dwrows.pxd``): a band kernel runs down each plane in column blocks of up to four
+  vectors, loading every input row once and feeding the output rows that use it
+  through rotating accumulators (masked loads and partial stores for the column tail;
+  dilated rows as interleaved chains). For stride 2 each input row is split
   into even and odd columns in registers (two-source permutes). Same FMA order as the
   plain kernels, so the same bits.
 * Inner loop otherwise (row kernels shared with the separable kernel): a 3x3

@@ -33,10 +33,11 @@ class Algorithm(enum.Enum):
 # would be larger than this run fused instead, without it.
 FUSED_SEPARABLE_MIN_BYTES = 256 * 2**20
 
-# Input channels up to which an ungrouped conv2d that neither Winograd engine takes runs on the 1x1 engine's register tiles over the implicit GEMM's
-# source planes (_pointwise.direct_forward) on AVX2 builds: the first layer of an image
-# network, whose few (tap, channel) rows per output make the channel tiles' transposing
-# stores a large share (16% of ResNet's 7x7 stem). Measured, float32, 1 / 2 threads:
+# Input channels up to which an ungrouped conv2d that neither Winograd engine takes runs
+# on the 1x1 engine's register tiles over the implicit GEMM's source planes
+# (_pointwise.direct_forward) on AVX2 builds: the first layer of an image network, whose
+# few (tap, channel) rows per output make the channel tiles' transposing stores a large
+# share (16% of ResNet's 7x7 stem). Measured, float32, 1 / 2 threads:
 # the stem 3.19 -> 2.95 / 1.65 -> 1.47 ms, VGG's 3x3 3 -> 64 at 224x224 4.11 -> 3.71,
 # 3x3 stride 2 3 -> 32 0.48 -> 0.36; with 16 channels (7x7) 10% slower, so not there.
 DIRECT_TILES_MAX_C_IN = 4
@@ -195,9 +196,10 @@ def select_algorithm(p: ConvParams, avx2_tiles: bool = AVX2_TILES) -> Algorithm:
     build has the 1x1 register-tile engine's AVX2 kernels (AVX2 without AVX-512), where
     it runs every 1x1 conv: 1x1 256 -> 64 on 56x56 at 94 GFLOP/s against the GEMM
     engine's 80, 1024 -> 1024 on 7x7 1.30 against 1.65 ms (float32, one thread), and
-    convs of at most DIRECT_TILES_MAX_C_IN input channels, and U-Net-style up-convs
-    (DIRECT_TILES_MIN_UPCONV_WIDTH). With AVX-512 the GEMM engine's tiles fit the 32
-    registers and keep these layers."""
+    convs of at most DIRECT_TILES_MAX_C_IN input channels, U-Net-style up-convs
+    (DIRECT_TILES_MIN_UPCONV_WIDTH) and float64's GEMM-like layers (DIRECT_TILES_F64_*,
+    DIRECT_TILES_MIN_F64_CHANNELS) on the same tiles. With AVX-512 the GEMM engine's
+    tiles fit the 32 registers and keep these layers."""
     if p.op == "separable_conv2d":
         # Measured here (MobileNet 256 ch at 28x28, 512 at 14x14, 64 at 112x112, 128 at
         # 56x56 stride 2): since the depthwise kernel has SIMD band kernels and the 1x1

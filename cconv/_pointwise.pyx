@@ -136,20 +136,20 @@ cdef extern from *:
         {0, cconv_pw_##SFX##_1x2, cconv_pw_##SFX##_2x2, cconv_pw_##SFX##_3x2,              \\
          cconv_pw_##SFX##_4x2, cconv_pw_##SFX##_5x2, cconv_pw_##SFX##_6x2}};               \\
     /* rows 1 .. 6 of a channel tile, vectors 1 or 2 of positions */                      \\
-    static inline void cconv_pw_##SFX(Py_ssize_t rows, Py_ssize_t vectors, Py_ssize_t kc, const T* a,   \\
-            Py_ssize_t lda, const T* b, Py_ssize_t ldb, T* c, Py_ssize_t ldc,              \\
-            const T* init) {                                                               \\
+    static inline void cconv_pw_##SFX(Py_ssize_t rows, Py_ssize_t vectors,              \\
+            Py_ssize_t kc, const T* a, Py_ssize_t lda, const T* b, Py_ssize_t ldb, T* c,   \\
+            Py_ssize_t ldc, const T* init) {                                               \\
         cconv_pw_##SFX##_table[vectors - 1][rows](kc, a, lda, b, ldb, c, ldc, init);      \\
     }
     CCONV_PW_TABLE(f32, float)
     CCONV_PW_TABLE(f64, double)
     """
-    void cconv_pw_f32(Py_ssize_t rows, Py_ssize_t vectors, Py_ssize_t kc, const float* a, Py_ssize_t lda,
-                      const float* b, Py_ssize_t ldb, float* c, Py_ssize_t ldc,
-                      const float* init) noexcept nogil
-    void cconv_pw_f64(Py_ssize_t rows, Py_ssize_t vectors, Py_ssize_t kc, const double* a, Py_ssize_t lda,
-                      const double* b, Py_ssize_t ldb, double* c, Py_ssize_t ldc,
-                      const double* init) noexcept nogil
+    void cconv_pw_f32(Py_ssize_t rows, Py_ssize_t vectors, Py_ssize_t kc, const float* a,
+                      Py_ssize_t lda, const float* b, Py_ssize_t ldb, float* c,
+                      Py_ssize_t ldc, const float* init) noexcept nogil
+    void cconv_pw_f64(Py_ssize_t rows, Py_ssize_t vectors, Py_ssize_t kc, const double* a,
+                      Py_ssize_t lda, const double* b, Py_ssize_t ldb, double* c,
+                      Py_ssize_t ldc, const double* init) noexcept nogil
 
 
 cdef inline void tile_kernel(Py_ssize_t rows, Py_ssize_t vectors, Py_ssize_t kc,
@@ -402,7 +402,9 @@ cdef object run_call(Tiles* job, Py_ssize_t N, const floating[::1] x, const floa
                      bias, floating[::1] out, int n_threads):
     """Fill in the pointers, starting rows and work split of job, then run it."""
     cdef floating dtype_tag = 0
-    cdef double macs = <double> N * job.G * job.M * job.K * job.ptiles * (16 if floating is float else 8)
+    # multiply-adds as the tiles compute them (whole tiles), for the thread cap
+    cdef double macs = (<double> N * job.G * job.M * job.K * job.ptiles
+                        * (16 if floating is float else 8))
     job.x = &x[0] if x.shape[0] else NULL
     job.w = &w[0] if job.K else NULL
     job.out = &out[0]
