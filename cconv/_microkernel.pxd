@@ -29,10 +29,14 @@ cdef enum:
 # whole K-block's, 64 KiB, did not: its sub-tiles then streamed B from L2 each).
 cdef extern from *:
     """
-    #if defined(__AVX2__) && defined(__FMA__) && !defined(__AVX512F__)
+    #if defined(__AVX2__) && defined(__FMA__)
+    /* AVX2 and FMA intrinsics (AVX-512 builds have them too): the register tiles of
+       _pointwise.pyx use them on every such build, so that each product is fused into
+       its sum as in the GEMM engine (their plain loops were not: on an AVX-512 build
+       gcc's SLP vectoriser left one row of a 5-row tile as vmulss + vaddps, 1 ulp away
+       from the GEMM engine's bits). */
     #include <immintrin.h>
-    #define CCONV_GEMM_AVX2 1
-    #define CCONV_KCH 64
+    #define CCONV_FMA_INTRINSICS 1
     #define CCONV_UNROLL _Pragma("GCC unroll 16")
     /* The k loop unrolled by four: its per-k overhead (the B row's offset, the loop
        test) made a 6 x 2 sub-tile run at 68% of the peak with its data in L1, 82% so. */
@@ -45,6 +49,13 @@ cdef extern from *:
     #else
     #define CCONV_IN_REGISTER(v) ((void)0)
     #endif
+    #else
+    #define CCONV_FMA_INTRINSICS 0
+    #endif
+
+    #if CCONV_FMA_INTRINSICS && !defined(__AVX512F__)
+    #define CCONV_GEMM_AVX2 1
+    #define CCONV_KCH 64
 
     /* One sub-tile: acc[i][v] (R x V vectors of L lanes; partial sums at t + i * 32 +
        v * L) += broadcast(*(XS)) * (YV)[v * L ..] for k in [k0, k1), XS an expression

@@ -67,7 +67,7 @@ cdef extern from *:
     """
     /* C[R x V vectors] = (init ? init[i] : C) + A[R x kc] * B[kc x V vectors]: A rows
        lda apart (the weights as given), B rows ldb apart, C rows ldc apart. */
-    #if CCONV_GEMM_AVX2
+    #if CCONV_FMA_INTRINSICS
     #define CCONV_PW_KERNEL(SFX, T, VT, L, LOADU, STOREU, ZERO, BCAST, FMADD, ADD, SET1,    \\
                             R, V)                                                          \\
     static void cconv_pw_##SFX##_##R##x##V(Py_ssize_t kc, const T* restrict a,             \\
@@ -103,7 +103,8 @@ cdef extern from *:
         _mm256_storeu_pd, _mm256_setzero_pd, _mm256_broadcast_sd, _mm256_fmadd_pd,         \\
         _mm256_add_pd, _mm256_set1_pd, R, V)
     #else
-    /* Plain loops (gcc vectorises the columns): the same sums in the same order. */
+    /* Plain loops (gcc vectorises the columns) where there is no FMA: mul + add, as
+       in every plain loop of such a build: the same sums in the same order. */
     #define CCONV_PW_PLAIN(SFX, T, L, R, V)                                                \\
     static void cconv_pw_##SFX##_##R##x##V(Py_ssize_t kc, const T* restrict a,             \\
             Py_ssize_t lda, const T* restrict b, Py_ssize_t ldb, T* restrict c,            \\
