@@ -11,7 +11,7 @@ import enum
 import numpy as np
 
 from cconv._params import ConvParams
-from cconv._pointwise import AVX2_TILES
+from cconv._pointwise import TILE_ISA
 from cconv.shapes import dilation_phases
 
 
@@ -35,11 +35,12 @@ FUSED_SEPARABLE_MIN_BYTES = 256 * 2**20
 
 # Input channels up to which an ungrouped conv2d that neither Winograd engine takes runs
 # on the 1x1 engine's register tiles over the implicit GEMM's source planes
-# (_pointwise.direct_forward) on AVX2 builds: the first layer of an image network, whose
-# few (tap, channel) rows per output make the channel tiles' transposing stores a large
-# share (16% of ResNet's 7x7 stem). Measured, float32, 1 / 2 threads:
+# (_pointwise.direct_forward) where they have intrinsics: the first layer of an image
+# network, whose few (tap, channel) rows per output make the channel tiles' transposing
+# stores a large share (16% of ResNet's 7x7 stem). Measured, float32, 1 / 2 threads:
 # the stem 3.19 -> 2.95 / 1.65 -> 1.47 ms, VGG's 3x3 3 -> 64 at 224x224 4.11 -> 3.71,
 # 3x3 stride 2 3 -> 32 0.48 -> 0.36; with 16 channels (7x7) 10% slower, so not there.
+# (AVX2 figures; with AVX-512, 12 x 32 tiles, the stem 1.60 -> 1.46 ms, 1 thread.)
 DIRECT_TILES_MAX_C_IN = 4
 
 # Transposed convs whose kernel equals their stride (every output pixel receives exactly
@@ -59,6 +60,7 @@ DIRECT_TILES_MIN_F64_CHANNELS = 32
 # Measured, 1 thread: 3x3 stride 2 128 -> 128 from 56x56 11.2 -> 8.7 ms, 256 -> 256 from
 # 28x28 11.2 -> 9.5, 5x5 64 -> 64 on 56x56 18.6 -> 15.8; 7x7 16 -> 32 on 112x112 6%
 # slower (hence the channels). float32 keeps its channel tiles, 10-20% faster there.
+# AVX2 builds only: with AVX-512 the GEMM engine ran ResNet's 3x3 convs 1.7x faster.
 DIRECT_TILES_F64_MIN_POSITIONS = 196
 DIRECT_TILES_F64_MIN_CONV_CHANNELS = 64
 
@@ -191,15 +193,18 @@ def _real_taps(p: ConvParams) -> int:
     return valid(H, H_out, pt, dh) * valid(W, W_out, pl, dw)
 
 
-def select_algorithm(p: ConvParams, avx2_tiles: bool = AVX2_TILES) -> Algorithm:
-    """Which kernel family runs a call described by ``p``. ``avx2_tiles``: whether this
-    build has the 1x1 register-tile engine's AVX2 kernels (AVX2 without AVX-512), where
-    it runs every 1x1 conv: 1x1 256 -> 64 on 56x56 at 94 GFLOP/s against the GEMM
-    engine's 80, 1024 -> 1024 on 7x7 1.30 against 1.65 ms (float32, one thread), and
-    convs of at most DIRECT_TILES_MAX_C_IN input channels, U-Net-style up-convs
-    (DIRECT_TILES_MIN_UPCONV_WIDTH) and float64's GEMM-like layers (DIRECT_TILES_F64_*,
-    DIRECT_TILES_MIN_F64_CHANNELS) on the same tiles. With AVX-512 the GEMM engine's
-    tiles fit the 32 registers and keep these layers."""
+def select_algorithm(p: ConvParams, tile_isa: str | None = TILE_ISA) -> Algorithm:
+    """Which kernel family runs a call described by ``p``. ``tile_isa``: which
+    intrinsics this build's register-tile engine (_pointwise) has, "avx2", "avx512" or
+    None. With either, it runs every 1x1 conv (AVX2: 1x1 256 -> 64 on 56x56 at 94
+    GFLOP/s against the GEMM engine's 80, 1024 -> 1024 on 7x7 1.30 against 1.65 ms;
+    AVX-512, 12 x 32 tiles: 256 -> 256 on 28x28 at 183 against 125 GFLOP/s, 512 -> 512
+    on 14x14 180 against 155; float32, one thread), convs of at most
+    DIRECT_TILES_MAX_C_IN input channels and U-Net-style up-convs
+    (DIRECT_TILES_MIN_UPCONV_WIDTH), and float64's up-convs of enough channels
+    (DIRECT_TILES_MIN_F64_CHANNELS). Only with AVX2 does it take float64's GEMM-like
+    convs too (DIRECT_TILES_F64_*): with AVX-512 the GEMM engine's 4 x 32 tiles ran
+    ResNet's 3x3 convs 1.7x faster than the 12 x 16 ones."""
     if p.op == "separable_conv2d":
         # Measured here (MobileNet 256 ch at 28x28, 512 at 14x14, 64 at 112x112, 128 at
         # 56x56 stride 2): since the depthwise kernel has SIMD band kernels and the 1x1
@@ -218,10 +223,10 @@ def select_algorithm(p: ConvParams, avx2_tiles: bool = AVX2_TILES) -> Algorithm:
         N, _, H, W = p.input_shape
         if N * H * W <= COL2IM_MAX_PIXELS and p.kernel != (1, 1):
             return Algorithm.TRANSPOSED_COL2IM
-        if (avx2_tiles and p.kernel == p.stride and p.kernel != (1, 1)
+        if (tile_isa and p.kernel == p.stride and p.kernel != (1, 1)
                 and p.dilation == (1, 1) and W >= DIRECT_TILES_MIN_UPCONV_WIDTH):
             return Algorithm.DIRECT_TILES
-        if (avx2_tiles and p.dtype == np.float64 and W >= DIRECT_TILES_MIN_UPCONV_WIDTH
+        if (tile_isa and p.dtype == np.float64 and W >= DIRECT_TILES_MIN_UPCONV_WIDTH
                 and p.C_out // p.groups >= DIRECT_TILES_MIN_F64_CHANNELS):
             return Algorithm.DIRECT_TILES
         return Algorithm.TRANSPOSED_PHASES
@@ -231,15 +236,15 @@ def select_algorithm(p: ConvParams, avx2_tiles: bool = AVX2_TILES) -> Algorithm:
     if p.groups == p.C_in and p.groups > 1 and p.C_out % p.C_in == 0:
         return Algorithm.DEPTHWISE
     if p.kernel == (1, 1) and p.zero_padding:
-        return Algorithm.POINTWISE_TILES if avx2_tiles else Algorithm.POINTWISE
+        return Algorithm.POINTWISE_TILES if tile_isa else Algorithm.POINTWISE
     if winograd_pays(p):
         return Algorithm.WINOGRAD
     if winograd_wide_pays(p):
         return Algorithm.WINOGRAD_WIDE
-    if avx2_tiles and p.groups == 1 and p.C_in <= DIRECT_TILES_MAX_C_IN:
+    if tile_isa and p.groups == 1 and p.C_in <= DIRECT_TILES_MAX_C_IN:
         return Algorithm.DIRECT_TILES
     _, _, H_out, W_out = p.output_shape
-    if (avx2_tiles and p.dtype == np.float64 and p.dilation == (1, 1)
+    if (tile_isa == "avx2" and p.dtype == np.float64 and p.dilation == (1, 1)
             and H_out * W_out >= DIRECT_TILES_F64_MIN_POSITIONS
             and p.C_out // p.groups >= DIRECT_TILES_F64_MIN_CONV_CHANNELS):
         return Algorithm.DIRECT_TILES

@@ -126,7 +126,7 @@ def _convolution(op: str, input, weight, bias=None, plan_cache=None, b_source=No
         _depthwise.depthwise_forward(x, a["w"], a["b"], mid, p.stride, padding, p.dilation,
                                      p.n_threads)
         pw = a["pw"].reshape(a["pw"].shape[0], p.mid_channels, 1, 1)
-        if b_source is None and _dispatch.AVX2_TILES:
+        if b_source is None and _dispatch.TILE_ISA:
             _pointwise_tiles(mid, pw, a["pw_b"], out, (1, 1), 1, p.n_threads)
         else:
             plan = _gemm_plan(plan_cache, False, mid.shape, pw.shape, p.output_shape, (1, 1),

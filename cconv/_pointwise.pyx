@@ -1,5 +1,6 @@
 # cython: language_level=3
-"""Pointwise (1x1) convolution as a GEMM in 6 x 16 register tiles, the input read in place.
+"""Pointwise (1x1) convolution as a GEMM in register tiles (AVX2 6 x 16, AVX-512 12 x 32),
+the input read in place.
 
 Design note
 -----------
@@ -20,6 +21,11 @@ Design note
   tiles also transpose on the way out). The shape is BLIS's AVX2 sgemm kernel's.
   Measured here, float32, one thread, 1x1 256 -> 64 on 56x56: 96% of the FMA peak in
   a C test of this loop nest, against 78% for the engine's channel tiles.
+  With AVX-512 (32 registers) the tile is 12 channels x 2 vectors of 16 lanes (24
+  accumulators, BLIS's AVX-512 sgemm shape turned round): half the B loads per FMA of
+  6 x 2. float32, one thread, on a Xeon with two 512-bit FMA units: 1x1 256 -> 256 on
+  28x28 at 183 GFLOP/s against the 6 x 2 zmm tile's 181 and the GEMM engine's 125;
+  1x1 256 -> 64 on 56x56 (the input from L3) at 141-158.
 * Blocking: position tile by position tile, every channel tile in turn: the tile's B
   rows (a K-block x 64 bytes, 16-32 KiB) stay in L1 while A (M x K-block) streams
   from L2. Splitting M into chunks that keep A in L2 measured no faster (512 -> 512 at
@@ -30,7 +36,7 @@ Design note
   start 16 bytes into a line). Otherwise, and for the partial head and last tiles, a
   tile's rows are first copied into an aligned, zero-filled panel (nothing is read
   past the input); a partial tile runs one vector or two into a small tile whose valid
-  columns are then written. The last M % 6 channels run the kernel's R-row copy.
+  columns are then written. The last M % ROWS channels run the kernel's R-row copy.
 * Parallel axis: work items (image and group, a run of position tiles, a range of
   channel tiles), statically scheduled; each output is written by one item. Each
   output is the same sum in the same order whatever the items or the thread count:
@@ -52,15 +58,13 @@ from cython cimport floating
 from cython.parallel cimport prange, parallel
 
 from cconv._common cimport scratch_alloc, free, memcpy, effective_threads, cconv_prefetch_l2
-from cconv._microkernel cimport KC, CCONV_GEMM_AVX2
+from cconv._microkernel cimport KC
 
-cdef enum:
-    ROWS = 6   # output channels per register tile
 
-# Whether this build runs the kernels below with AVX2 intrinsics (AVX2 and FMA, no
-# AVX-512); elsewhere they are plain loops, and 1x1 convs stay on the GEMM engine
-# (select_algorithm) unless a test forces this one.
-AVX2_TILES = bool(CCONV_GEMM_AVX2)
+# Which intrinsics this build runs the kernels below with: "avx512" (16-lane vectors,
+# 12-row tiles), "avx2" (AVX2 and FMA: 8 lanes, 6 rows), or None (plain loops: 1x1
+# convs then stay on the GEMM engine, see select_algorithm, unless a test forces these).
+TILE_ISA = {2: "avx512", 1: "avx2"}.get(CCONV_PW_ISA)
 
 
 cdef extern from *:
@@ -74,77 +78,109 @@ cdef extern from *:
             Py_ssize_t lda, const T* restrict b, Py_ssize_t ldb, T* restrict c,            \\
             Py_ssize_t ldc, const T* restrict init) {                                      \\
         VT acc[R][V];                                                                      \\
-        CCONV_UNROLL for (Py_ssize_t i = 0; i < R; i++)                                           \\
-            CCONV_UNROLL for (Py_ssize_t v = 0; v < V; v++) acc[i][v] = ZERO();                   \\
+        CCONV_UNROLL for (Py_ssize_t i = 0; i < R; i++)                                    \\
+            CCONV_UNROLL for (Py_ssize_t v = 0; v < V; v++) acc[i][v] = ZERO();            \\
         CCONV_UNROLL_K for (Py_ssize_t k = 0; k < kc; k++) {                               \\
             VT bv[V];                                                                      \\
-            CCONV_UNROLL for (Py_ssize_t v = 0; v < V; v++) {                                     \\
+            CCONV_UNROLL for (Py_ssize_t v = 0; v < V; v++) {                              \\
                 bv[v] = LOADU(b + v * L);                                                  \\
                 CCONV_IN_REGISTER(bv[v]);                                                  \\
             }                                                                              \\
-            CCONV_UNROLL for (Py_ssize_t i = 0; i < R; i++) {                                     \\
+            CCONV_UNROLL for (Py_ssize_t i = 0; i < R; i++) {                              \\
                 VT ai = BCAST(a + i * lda);                                                \\
-                CCONV_UNROLL for (Py_ssize_t v = 0; v < V; v++)                                   \\
+                CCONV_UNROLL for (Py_ssize_t v = 0; v < V; v++)                            \\
                     acc[i][v] = FMADD(ai, bv[v], acc[i][v]);                               \\
             }                                                                              \\
             a += 1;                                                                        \\
             b += ldb;                                                                      \\
         }                                                                                  \\
-        CCONV_UNROLL for (Py_ssize_t i = 0; i < R; i++)                                           \\
-            CCONV_UNROLL for (Py_ssize_t v = 0; v < V; v++) {                                     \\
+        CCONV_UNROLL for (Py_ssize_t i = 0; i < R; i++)                                    \\
+            CCONV_UNROLL for (Py_ssize_t v = 0; v < V; v++) {                              \\
                 T* ci = c + i * ldc + v * L;                                               \\
                 STOREU(ci, ADD(init ? SET1(init[i]) : LOADU(ci), acc[i][v]));              \\
             }                                                                              \\
     }
+    #if defined(__AVX512F__)
+    /* 16 float32 / 8 float64 lanes a vector: a tile is 32 / 16 positions. */
+    #define CCONV_PW_NR_F32 32
+    #define CCONV_PW_NR_F64 16
+    #define CCONV_PW_ROWS 12
+    #define CCONV_PW_ISA 2
+    static inline __m512 cconv_bcast_ps512(const float* p) { return _mm512_set1_ps(*p); }
+    static inline __m512d cconv_bcast_pd512(const double* p) { return _mm512_set1_pd(*p); }
+    #define CCONV_PW_F32(R, V) CCONV_PW_KERNEL(f32, float, __m512, 16, _mm512_loadu_ps,    \\
+        _mm512_storeu_ps, _mm512_setzero_ps, cconv_bcast_ps512, _mm512_fmadd_ps,           \\
+        _mm512_add_ps, _mm512_set1_ps, R, V)
+    #define CCONV_PW_F64(R, V) CCONV_PW_KERNEL(f64, double, __m512d, 8, _mm512_loadu_pd,   \\
+        _mm512_storeu_pd, _mm512_setzero_pd, cconv_bcast_pd512, _mm512_fmadd_pd,           \\
+        _mm512_add_pd, _mm512_set1_pd, R, V)
+    #else
+    #define CCONV_PW_NR_F32 16
+    #define CCONV_PW_NR_F64 8
+    #define CCONV_PW_ROWS 6
+    #define CCONV_PW_ISA 1
     #define CCONV_PW_F32(R, V) CCONV_PW_KERNEL(f32, float, __m256, 8, _mm256_loadu_ps,     \\
         _mm256_storeu_ps, _mm256_setzero_ps, _mm256_broadcast_ss, _mm256_fmadd_ps,         \\
         _mm256_add_ps, _mm256_set1_ps, R, V)
     #define CCONV_PW_F64(R, V) CCONV_PW_KERNEL(f64, double, __m256d, 4, _mm256_loadu_pd,   \\
         _mm256_storeu_pd, _mm256_setzero_pd, _mm256_broadcast_sd, _mm256_fmadd_pd,         \\
         _mm256_add_pd, _mm256_set1_pd, R, V)
+    #endif
     #else
     /* Plain loops (gcc vectorises the columns) where there is no FMA: mul + add, as
        in every plain loop of such a build: the same sums in the same order. */
+    #define CCONV_PW_NR_F32 16
+    #define CCONV_PW_NR_F64 8
+    #define CCONV_PW_ROWS 6
+    #define CCONV_PW_ISA 0
     #define CCONV_PW_PLAIN(SFX, T, L, R, V)                                                \\
     static void cconv_pw_##SFX##_##R##x##V(Py_ssize_t kc, const T* restrict a,             \\
             Py_ssize_t lda, const T* restrict b, Py_ssize_t ldb, T* restrict c,            \\
             Py_ssize_t ldc, const T* restrict init) {                                      \\
         T acc[R][V * L];                                                                   \\
-        for (Py_ssize_t i = 0; i < R; i++)                                                        \\
-            for (Py_ssize_t j = 0; j < V * L; j++) acc[i][j] = 0;                                 \\
+        for (Py_ssize_t i = 0; i < R; i++)                                                 \\
+            for (Py_ssize_t j = 0; j < V * L; j++) acc[i][j] = 0;                          \\
         for (Py_ssize_t k = 0; k < kc; k++)                                                \\
-            for (Py_ssize_t i = 0; i < R; i++) {                                                  \\
-                T ai = a[i * lda + k];                                                       \\
-                for (Py_ssize_t j = 0; j < V * L; j++) acc[i][j] += ai * b[k * ldb + j];          \\
+            for (Py_ssize_t i = 0; i < R; i++) {                                           \\
+                T ai = a[i * lda + k];                                                     \\
+                for (Py_ssize_t j = 0; j < V * L; j++) acc[i][j] += ai * b[k * ldb + j];   \\
             }                                                                              \\
-        for (Py_ssize_t i = 0; i < R; i++)                                                        \\
-            for (Py_ssize_t j = 0; j < V * L; j++)                                                \\
+        for (Py_ssize_t i = 0; i < R; i++)                                                 \\
+            for (Py_ssize_t j = 0; j < V * L; j++)                                         \\
                 c[i * ldc + j] = (init ? init[i] : c[i * ldc + j]) + acc[i][j];            \\
     }
     #define CCONV_PW_F32(R, V) CCONV_PW_PLAIN(f32, float, 8, R, V)
     #define CCONV_PW_F64(R, V) CCONV_PW_PLAIN(f64, double, 4, R, V)
     #endif
-    #define CCONV_PW_ALL(DT) DT(1, 1) DT(2, 1) DT(3, 1) DT(4, 1) DT(5, 1) DT(6, 1)       \\
-                             DT(1, 2) DT(2, 2) DT(3, 2) DT(4, 2) DT(5, 2) DT(6, 2)
-    CCONV_PW_ALL(CCONV_PW_F32)
-    CCONV_PW_ALL(CCONV_PW_F64)
-    #define CCONV_PW_TABLE(SFX, T)                                                         \\
+    #define CCONV_PW_ROWS6(DT, V) DT(1, V) DT(2, V) DT(3, V) DT(4, V) DT(5, V) DT(6, V)
+    #define CCONV_PW_ROWS12(DT, V) CCONV_PW_ROWS6(DT, V) DT(7, V) DT(8, V) DT(9, V)     \\
+                                   DT(10, V) DT(11, V) DT(12, V)
+    #define CCONV_PW_NAME(SFX, R, V) cconv_pw_##SFX##_##R##x##V,
+    #define CCONV_PW_NAME_F32(R, V) CCONV_PW_NAME(f32, R, V)
+    #define CCONV_PW_NAME_F64(R, V) CCONV_PW_NAME(f64, R, V)
+    #if CCONV_PW_ROWS == 12
+    #define CCONV_PW_EACH_ROWS CCONV_PW_ROWS12
+    #else
+    #define CCONV_PW_EACH_ROWS CCONV_PW_ROWS6
+    #endif
+    CCONV_PW_EACH_ROWS(CCONV_PW_F32, 1) CCONV_PW_EACH_ROWS(CCONV_PW_F32, 2)
+    CCONV_PW_EACH_ROWS(CCONV_PW_F64, 1) CCONV_PW_EACH_ROWS(CCONV_PW_F64, 2)
+    #define CCONV_PW_TABLE(SFX, T, NAMES)                                                  \\
     typedef void (*cconv_pw_##SFX##_t)(Py_ssize_t, const T*, Py_ssize_t, const T*,         \\
                                        Py_ssize_t, T*, Py_ssize_t, const T*);              \\
-    static const cconv_pw_##SFX##_t cconv_pw_##SFX##_table[2][7] = {                      \\
-        {0, cconv_pw_##SFX##_1x1, cconv_pw_##SFX##_2x1, cconv_pw_##SFX##_3x1,              \\
-         cconv_pw_##SFX##_4x1, cconv_pw_##SFX##_5x1, cconv_pw_##SFX##_6x1},                \\
-        {0, cconv_pw_##SFX##_1x2, cconv_pw_##SFX##_2x2, cconv_pw_##SFX##_3x2,              \\
-         cconv_pw_##SFX##_4x2, cconv_pw_##SFX##_5x2, cconv_pw_##SFX##_6x2}};               \\
-    /* rows 1 .. 6 of a channel tile, vectors 1 or 2 of positions */                      \\
+    static const cconv_pw_##SFX##_t cconv_pw_##SFX##_table[2][CCONV_PW_ROWS + 1] = {      \\
+        {0, CCONV_PW_EACH_ROWS(NAMES, 1)}, {0, CCONV_PW_EACH_ROWS(NAMES, 2)}};             \\
+    /* rows 1 .. CCONV_PW_ROWS of a channel tile, vectors 1 or 2 of positions */           \\
     static inline void cconv_pw_##SFX(Py_ssize_t rows, Py_ssize_t vectors,              \\
             Py_ssize_t kc, const T* a, Py_ssize_t lda, const T* b, Py_ssize_t ldb, T* c,   \\
             Py_ssize_t ldc, const T* init) {                                               \\
         cconv_pw_##SFX##_table[vectors - 1][rows](kc, a, lda, b, ldb, c, ldc, init);      \\
     }
-    CCONV_PW_TABLE(f32, float)
-    CCONV_PW_TABLE(f64, double)
+    CCONV_PW_TABLE(f32, float, CCONV_PW_NAME_F32)
+    CCONV_PW_TABLE(f64, double, CCONV_PW_NAME_F64)
     """
+    const Py_ssize_t CCONV_PW_NR_F32, CCONV_PW_NR_F64, CCONV_PW_ISA
+    const Py_ssize_t ROWS "CCONV_PW_ROWS"   # output channels per register tile
     void cconv_pw_f32(Py_ssize_t rows, Py_ssize_t vectors, Py_ssize_t kc, const float* a,
                       Py_ssize_t lda, const float* b, Py_ssize_t ldb, float* c,
                       Py_ssize_t ldc, const float* init) noexcept nogil
@@ -173,7 +209,7 @@ cdef inline void channel_tile(const floating* a, Py_ssize_t lda, Py_ssize_t kc,
     given, else c += it. A tile of fewer positions, or of spread columns, goes through
     `tile`, so that only its n columns of C are read and written. With no k at all,
     c = init as it is (init + 0 would turn a -0 bias into +0)."""
-    cdef Py_ssize_t nr = 16 if floating is float else 8
+    cdef Py_ssize_t nr = CCONV_PW_NR_F32 if floating is float else CCONV_PW_NR_F64
     cdef Py_ssize_t vectors = 2 if n > nr // 2 else 1
     cdef Py_ssize_t i, q
     if rows > ROWS:
@@ -199,7 +235,7 @@ cdef inline void channel_tile(const floating* a, Py_ssize_t lda, Py_ssize_t kc,
 cdef inline void panel_row(floating* row, const floating* src, Py_ssize_t n) noexcept nogil:
     """A panel row: n values from src, then zeros to the tile's width (nothing past
     src + n is read)."""
-    cdef Py_ssize_t nr = 16 if floating is float else 8
+    cdef Py_ssize_t nr = CCONV_PW_NR_F32 if floating is float else CCONV_PW_NR_F64
     cdef Py_ssize_t q
     if n == nr:
         memcpy(row, src, nr * sizeof(floating))
@@ -226,7 +262,7 @@ cdef void pointwise_item(const floating* x, floating* out, const floating* w,
     after a head of `head` positions (so that, with in_place, every whole tile's B rows
     are cache-line aligned and read where they lie); a partial tile, or every tile
     without in_place, is first copied into a zero-filled panel."""
-    cdef Py_ssize_t nr = 16 if floating is float else 8   # positions per tile
+    cdef Py_ssize_t nr = CCONV_PW_NR_F32 if floating is float else CCONV_PW_NR_F64   # positions per tile
     cdef Py_ssize_t t, p0, n, k0, kc, mt, r, p_next, pf, pf_end, pf_step
     cdef bint first, whole
     cdef const floating* b
@@ -262,9 +298,10 @@ cdef void pointwise_item(const floating* x, floating* out, const floating* w,
             for mt in range(mt0, mt1):
                 r = pf + pf_step if pf + pf_step < pf_end else pf_end
                 while pf < r:
+                    # the row's first and last value: its one or two (or three,
+                    # unaligned) lines but the middle one of three
                     cconv_prefetch_l2(x + (k0 + pf) * P + p_next)
-                    if not in_place:
-                        cconv_prefetch_l2(x + (k0 + pf) * P + p_next + nr - 1)
+                    cconv_prefetch_l2(x + (k0 + pf) * P + p_next + nr - 1)
                     pf += 1
                 channel_tile(w + mt * ROWS * K + k0, K, kc, b, ldb, out + mt * ROWS * P + p0,
                              P, 1, n, M - mt * ROWS, init + mt * ROWS if first else NULL,
@@ -309,7 +346,7 @@ cdef void direct_item(const floating* src, floating* out, const floating* w,
     direct plan: tile t is grid row t // per_row, columns from (t % per_row) * 16 (8
     float64) up to wg; B row k of grid point (i, j) at src + boff[k] + i * pitch + j;
     the output point at out + i * drs + j * dcs, output planes out_plane apart."""
-    cdef Py_ssize_t nr = 16 if floating is float else 8
+    cdef Py_ssize_t nr = CCONV_PW_NR_F32 if floating is float else CCONV_PW_NR_F64
     cdef Py_ssize_t per_row = (wg + nr - 1) // nr
     cdef Py_ssize_t t, gi, j0, n, k0, kc, mt, r
     cdef bint first
@@ -355,7 +392,7 @@ cdef int run_tiles(const Tiles* job, Py_ssize_t n_items, int n_threads,
                    floating dtype_tag) noexcept nogil:
     """Every item of a call (static schedule; per-thread panel and tile); 1 if scratch
     memory could not be had, else 0. (dtype_tag only picks the dtype.)"""
-    cdef Py_ssize_t nr = 16 if floating is float else 8
+    cdef Py_ssize_t nr = CCONV_PW_NR_F32 if floating is float else CCONV_PW_NR_F64
     cdef const floating* x = <const floating*> job.x
     cdef floating* out = <floating*> job.out
     cdef const floating* w = <const floating*> job.w
@@ -405,7 +442,7 @@ cdef object run_call(Tiles* job, Py_ssize_t N, const floating[::1] x, const floa
     cdef floating dtype_tag = 0
     # multiply-adds as the tiles compute them (whole tiles), for the thread cap
     cdef double macs = (<double> N * job.G * job.M * job.K * job.ptiles
-                        * (16 if floating is float else 8))
+                        * (CCONV_PW_NR_F32 if floating is float else CCONV_PW_NR_F64))
     job.x = &x[0] if x.shape[0] else NULL
     job.w = &w[0] if job.K else NULL
     job.out = &out[0]
@@ -429,7 +466,7 @@ def forward(const floating[::1] x, const floating[::1] w, bias, floating[::1] ou
             int n_threads):
     """out (N, G * M, P) = w (G * M, K) x x (N, G * K, P) + bias (or None), all flat
     C-contiguous arrays."""
-    cdef Py_ssize_t nr = 16 if floating is float else 8
+    cdef Py_ssize_t nr = CCONV_PW_NR_F32 if floating is float else CCONV_PW_NR_F64
     cdef Tiles job
     if N * G * M * P == 0:
         return
@@ -459,7 +496,7 @@ def direct_forward(const floating[::1] src, const Py_ssize_t[::1] boff,
     K) (k in the plan's order) x B + bias, B row k of grid point (i, j) at src + n *
     src_image + g * src_group + boff[k] + i * pitch + j (the plan's zero-bordered
     source planes)."""
-    cdef Py_ssize_t nr = 16 if floating is float else 8
+    cdef Py_ssize_t nr = CCONV_PW_NR_F32 if floating is float else CCONV_PW_NR_F64
     cdef Tiles job
     job.ptiles = hg * ((wg + nr - 1) // nr)
     if N * G * M * job.ptiles == 0:

@@ -61,11 +61,12 @@ CASES = {
 @pytest.mark.parametrize("name", list(CASES))
 def test_select_algorithm(name):
     args, kw, expected = CASES[name]
-    assert select_algorithm(params(*args, **kw), avx2_tiles=False) is expected
+    assert select_algorithm(params(*args, **kw), tile_isa=None) is expected
 
 
-# Builds with AVX2 but not AVX-512 run 1x1 convs on the register-tile engine instead.
-AVX2_CASES = {
+# Builds with the register-tile engine's intrinsics (AVX2 and FMA, or AVX-512) run 1x1
+# convs on it instead, and a few layer kinds on its tiles over source planes.
+TILE_CASES = {
     "1x1 no padding": (("conv2d", (1, 8, 9, 9), (4, 8, 1, 1)), {}, Algorithm.POINTWISE_TILES),
     "1x1 strided": (("conv2d", (1, 8, 9, 9), (4, 8, 1, 1)), {"stride": 2},
                     Algorithm.POINTWISE_TILES),
@@ -99,7 +100,7 @@ AVX2_CASES = {
 }
 
 # The same with float64 arrays: overlapping up-convs of enough channels on wide rows too.
-AVX2_F64_CASES = {
+F64_CASES = {
     "DCGAN 4x4 stride 2, 64 channels, 32x32": (("conv_transpose2d", (1, 128, 32, 32),
                                                 (128, 64, 4, 4)), {"stride": 2, "padding": 1},
                                                Algorithm.DIRECT_TILES),
@@ -126,21 +127,31 @@ AVX2_F64_CASES = {
 }
 
 
-@pytest.mark.parametrize("name", list(AVX2_F64_CASES))
-def test_select_algorithm_with_avx2_tiles_float64(name):
-    (op, x_shape, w_shape), kw, expected = AVX2_F64_CASES[name]
+# Only AVX2 builds take float64's GEMM-like convs onto the tiles (AVX-512 keeps its GEMM
+# engine's 4 x 32 tiles there); both take float64's up-convs.
+def _f64_expected(expected, op, tile_isa):
+    if tile_isa == "avx512" and op == "conv2d":
+        return Algorithm.IMPLICIT_GEMM
+    return expected
+
+
+@pytest.mark.parametrize("tile_isa", ["avx2", "avx512"])
+@pytest.mark.parametrize("name", list(F64_CASES))
+def test_select_algorithm_with_tiles_float64(name, tile_isa):
+    (op, x_shape, w_shape), kw, expected = F64_CASES[name]
     p, _ = normalize(op, np.ones(x_shape), np.ones(w_shape), **kw)
-    assert select_algorithm(p, avx2_tiles=True) is expected
+    assert select_algorithm(p, tile_isa=tile_isa) is _f64_expected(expected, op, tile_isa)
     p32, _ = normalize(op, np.ones(x_shape, np.float32), np.ones(w_shape, np.float32), **kw)
     if expected is Algorithm.DIRECT_TILES:  # float32 keeps its channel-tiled GEMMs
-        assert select_algorithm(p32, avx2_tiles=True) in (Algorithm.TRANSPOSED_PHASES,
-                                                          Algorithm.IMPLICIT_GEMM)
+        assert select_algorithm(p32, tile_isa=tile_isa) in (Algorithm.TRANSPOSED_PHASES,
+                                                            Algorithm.IMPLICIT_GEMM)
 
 
-@pytest.mark.parametrize("name", list(AVX2_CASES))
-def test_select_algorithm_with_avx2_tiles(name):
-    args, kw, expected = AVX2_CASES[name]
-    assert select_algorithm(params(*args, **kw), avx2_tiles=True) is expected
+@pytest.mark.parametrize("tile_isa", ["avx2", "avx512"])
+@pytest.mark.parametrize("name", list(TILE_CASES))
+def test_select_algorithm_with_tiles(name, tile_isa):
+    args, kw, expected = TILE_CASES[name]
+    assert select_algorithm(params(*args, **kw), tile_isa=tile_isa) is expected
 
 
 def _by(algorithm):

@@ -109,7 +109,7 @@ def test_separable_pointwise_step_on_either_engine_gives_the_same_bits(dtype, mo
     pw = rng.standard_normal((19, 42)).astype(dtype)
     b = rng.standard_normal(19).astype(dtype)
     results = []
-    for tiles in (True, False):
-        monkeypatch.setattr(_dispatch, "AVX2_TILES", tiles)
+    for tiles in ("avx2", None):
+        monkeypatch.setattr(_dispatch, "TILE_ISA", tiles)
         results.append(cconv.separable_conv2d(x, dw, pw, None, b, padding=1))
     np.testing.assert_array_equal(*results)

@@ -162,7 +162,7 @@ def test_the_cost_model_chooses_winograd_on_real_layers_only():
         kw.setdefault("padding", 1)
         p, _ = normalize("conv2d", np.ones((n, ci, hw, hw), np.float32),
                          np.ones((co, ci, 3, 3), np.float32), None, **kw)
-        return select_algorithm(p, avx2_tiles=False)  # the cost model, not the build's
+        return select_algorithm(p, tile_isa=None)  # the cost model, not the build's
     W, G, WW = Algorithm.WINOGRAD, Algorithm.IMPLICIT_GEMM, Algorithm.WINOGRAD_WIDE
     table = {
         "ResNet-50 layer 1 3x3": ((1, 64, 64, 56), {}, W),
@@ -199,7 +199,7 @@ def test_the_cost_model_chooses_winograd_on_real_layers_only():
             n, ci, co, hw = args
             p, _ = normalize("conv2d", np.ones((n, ci, hw, hw), np.float32),
                              np.ones((co, ci // 2, 3, 3), np.float32), None, padding=1, **kw)
-            got = select_algorithm(p, avx2_tiles=False)
+            got = select_algorithm(p, tile_isa=None)
         else:
             got = algo(*args, **kw)
         assert got is expected, name
