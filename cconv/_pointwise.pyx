@@ -72,15 +72,9 @@ cdef extern from *:
     /* C[R x V vectors] = (init ? init[i] : C) + A[R x kc] * B[kc x V vectors]: A rows
        lda apart (the weights as given), B rows ldb apart, C rows ldc apart. */
     #if CCONV_FMA_INTRINSICS
-    #define CCONV_PW_KERNEL(SFX, T, VT, L, LOADU, STOREU, ZERO, BCAST, FMADD, ADD, SET1,    \\
-                            R, V)                                                          \\
-    static void cconv_pw_##SFX##_##R##x##V(Py_ssize_t kc, const T* restrict a,             \\
-            Py_ssize_t lda, const T* restrict b, Py_ssize_t ldb, T* restrict c,            \\
-            Py_ssize_t ldc, const T* restrict init) {                                      \\
-        VT acc[R][V];                                                                      \\
-        CCONV_UNROLL for (Py_ssize_t i = 0; i < R; i++)                                    \\
-            CCONV_UNROLL for (Py_ssize_t v = 0; v < V; v++) acc[i][v] = ZERO();            \\
-        CCONV_UNROLL_K for (Py_ssize_t k = 0; k < kc; k++) {                               \\
+    /* One k: acc[i][v] += a[i * lda] * b[v * L ..], then a and b to the next k. */
+    #define CCONV_PW_STEP(VT, L, LOADU, BCAST, FMADD, R, V)                                \\
+        {                                                                                  \\
             VT bv[V];                                                                      \\
             CCONV_UNROLL for (Py_ssize_t v = 0; v < V; v++) {                              \\
                 bv[v] = LOADU(b + v * L);                                                  \\
@@ -93,7 +87,27 @@ cdef extern from *:
             }                                                                              \\
             a += 1;                                                                        \\
             b += ldb;                                                                      \\
+        }
+    /* The first pfn k also prefetch a row each, in a loop of their own (with a test
+       per k in one loop, 28x28 and 14x14 1x1 layers, which prefetch little per
+       channel tile, measured 3-5% slower, within this machine's noise). */
+    #define CCONV_PW_KERNEL(SFX, T, VT, L, LOADU, STOREU, ZERO, BCAST, FMADD, ADD, SET1,    \\
+                            R, V)                                                          \\
+    static void cconv_pw_##SFX##_##R##x##V(Py_ssize_t kc, const T* restrict a,             \\
+            Py_ssize_t lda, const T* restrict b, Py_ssize_t ldb, T* restrict c,            \\
+            Py_ssize_t ldc, const T* restrict init, const T* pf, Py_ssize_t pfld,          \\
+            Py_ssize_t pfn) {                                                              \\
+        VT acc[R][V];                                                                      \\
+        CCONV_UNROLL for (Py_ssize_t i = 0; i < R; i++)                                    \\
+            CCONV_UNROLL for (Py_ssize_t v = 0; v < V; v++) acc[i][v] = ZERO();            \\
+        Py_ssize_t k = 0, kpf = pfn < kc ? pfn : kc;                                       \\
+        CCONV_UNROLL_K for (; k < kpf; k++) {                                              \\
+            cconv_prefetch_l2(pf + k * pfld);                                              \\
+            cconv_prefetch_l2(pf + k * pfld + 2 * L - 1);                                  \\
+            CCONV_PW_STEP(VT, L, LOADU, BCAST, FMADD, R, V)                                \\
         }                                                                                  \\
+        CCONV_UNROLL_K for (; k < kc; k++)                                                 \\
+            CCONV_PW_STEP(VT, L, LOADU, BCAST, FMADD, R, V)                                \\
         CCONV_UNROLL for (Py_ssize_t i = 0; i < R; i++)                                    \\
             CCONV_UNROLL for (Py_ssize_t v = 0; v < V; v++) {                              \\
                 T* ci = c + i * ldc + v * L;                                               \\
@@ -136,7 +150,8 @@ cdef extern from *:
     #define CCONV_PW_PLAIN(SFX, T, L, R, V)                                                \\
     static void cconv_pw_##SFX##_##R##x##V(Py_ssize_t kc, const T* restrict a,             \\
             Py_ssize_t lda, const T* restrict b, Py_ssize_t ldb, T* restrict c,            \\
-            Py_ssize_t ldc, const T* restrict init) {                                      \\
+            Py_ssize_t ldc, const T* restrict init, const T* pf, Py_ssize_t pfld,          \\
+            Py_ssize_t pfn) {                                                              \\
         T acc[R][V * L];                                                                   \\
         for (Py_ssize_t i = 0; i < R; i++)                                                 \\
             for (Py_ssize_t j = 0; j < V * L; j++) acc[i][j] = 0;                          \\
@@ -167,14 +182,17 @@ cdef extern from *:
     CCONV_PW_EACH_ROWS(CCONV_PW_F64, 1) CCONV_PW_EACH_ROWS(CCONV_PW_F64, 2)
     #define CCONV_PW_TABLE(SFX, T, NAMES)                                                  \\
     typedef void (*cconv_pw_##SFX##_t)(Py_ssize_t, const T*, Py_ssize_t, const T*,         \\
-                                       Py_ssize_t, T*, Py_ssize_t, const T*);              \\
+                                       Py_ssize_t, T*, Py_ssize_t, const T*, const T*,     \\
+                                       Py_ssize_t, Py_ssize_t);                            \\
     static const cconv_pw_##SFX##_t cconv_pw_##SFX##_table[2][CCONV_PW_ROWS + 1] = {      \\
         {0, CCONV_PW_EACH_ROWS(NAMES, 1)}, {0, CCONV_PW_EACH_ROWS(NAMES, 2)}};             \\
-    /* rows 1 .. CCONV_PW_ROWS of a channel tile, vectors 1 or 2 of positions */           \\
+    /* rows 1 .. CCONV_PW_ROWS of a channel tile, vectors 1 or 2 of positions; the     \\
+       first pfn k also prefetch into L2 the tile-wide row at pf + k * pfld */            \\
     static inline void cconv_pw_##SFX(Py_ssize_t rows, Py_ssize_t vectors,              \\
             Py_ssize_t kc, const T* a, Py_ssize_t lda, const T* b, Py_ssize_t ldb, T* c,   \\
-            Py_ssize_t ldc, const T* init) {                                               \\
-        cconv_pw_##SFX##_table[vectors - 1][rows](kc, a, lda, b, ldb, c, ldc, init);      \\
+            Py_ssize_t ldc, const T* init, const T* pf, Py_ssize_t pfld, Py_ssize_t pfn) { \\
+        cconv_pw_##SFX##_table[vectors - 1][rows](kc, a, lda, b, ldb, c, ldc, init, pf,   \\
+                                                  pfld, pfn);                              \\
     }
     CCONV_PW_TABLE(f32, float, CCONV_PW_NAME_F32)
     CCONV_PW_TABLE(f64, double, CCONV_PW_NAME_F64)
@@ -183,32 +201,38 @@ cdef extern from *:
     const Py_ssize_t ROWS "CCONV_PW_ROWS"   # output channels per register tile
     void cconv_pw_f32(Py_ssize_t rows, Py_ssize_t vectors, Py_ssize_t kc, const float* a,
                       Py_ssize_t lda, const float* b, Py_ssize_t ldb, float* c,
-                      Py_ssize_t ldc, const float* init) noexcept nogil
+                      Py_ssize_t ldc, const float* init, const float* pf, Py_ssize_t pfld,
+                      Py_ssize_t pfn) noexcept nogil
     void cconv_pw_f64(Py_ssize_t rows, Py_ssize_t vectors, Py_ssize_t kc, const double* a,
                       Py_ssize_t lda, const double* b, Py_ssize_t ldb, double* c,
-                      Py_ssize_t ldc, const double* init) noexcept nogil
+                      Py_ssize_t ldc, const double* init, const double* pf,
+                      Py_ssize_t pfld, Py_ssize_t pfn) noexcept nogil
 
 
 cdef inline void tile_kernel(Py_ssize_t rows, Py_ssize_t vectors, Py_ssize_t kc,
                              const floating* a, Py_ssize_t lda, const floating* b,
                              Py_ssize_t ldb, floating* c, Py_ssize_t ldc,
-                             const floating* init) noexcept nogil:
+                             const floating* init, const floating* pf, Py_ssize_t pfld,
+                             Py_ssize_t pfn) noexcept nogil:
     if floating is float:
-        cconv_pw_f32(rows, vectors, kc, a, lda, b, ldb, c, ldc, init)
+        cconv_pw_f32(rows, vectors, kc, a, lda, b, ldb, c, ldc, init, pf, pfld, pfn)
     else:
-        cconv_pw_f64(rows, vectors, kc, a, lda, b, ldb, c, ldc, init)
+        cconv_pw_f64(rows, vectors, kc, a, lda, b, ldb, c, ldc, init, pf, pfld, pfn)
 
 
 cdef inline void channel_tile(const floating* a, Py_ssize_t lda, Py_ssize_t kc,
                               const floating* b, Py_ssize_t ldb, floating* c, Py_ssize_t ldc,
                               Py_ssize_t dcs, Py_ssize_t n, Py_ssize_t rows,
-                              const floating* init, floating* tile) noexcept nogil:
-    """One channel tile (min(rows, 6) rows of A from a, lda apart) times one position
-    tile of n positions (B rows ldb apart, n <= 16 float32 / 8 float64 values each)
-    into C rows ldc apart, columns dcs apart: c = init + the product when init is
-    given, else c += it. A tile of fewer positions, or of spread columns, goes through
-    `tile`, so that only its n columns of C are read and written. With no k at all,
-    c = init as it is (init + 0 would turn a -0 bias into +0)."""
+                              const floating* init, floating* tile,
+                              const floating* pf=NULL, Py_ssize_t pfld=0,
+                              Py_ssize_t pfn=0) noexcept nogil:
+    """One channel tile (min(rows, ROWS) rows of A from a, lda apart) times one position
+    tile of n positions (B rows ldb apart, n <= nr values each) into C rows ldc apart,
+    columns dcs apart: c = init + the product when init is given, else c += it. A tile
+    of fewer positions, or of spread columns, goes through `tile`, so that only its n
+    columns of C are read and written. With no k at all, c = init as it is (init + 0
+    would turn a -0 bias into +0). The first pfn k also prefetch the rows at pf + k *
+    pfld (the next position tile's) into L2."""
     cdef Py_ssize_t nr = CCONV_PW_NR_F32 if floating is float else CCONV_PW_NR_F64
     cdef Py_ssize_t vectors = 2 if n > nr // 2 else 1
     cdef Py_ssize_t i, q
@@ -220,13 +244,13 @@ cdef inline void channel_tile(const floating* a, Py_ssize_t lda, Py_ssize_t kc,
                 c[i * ldc + q * dcs] = init[i]
         return
     if n == nr and dcs == 1:
-        tile_kernel(rows, vectors, kc, a, lda, b, ldb, c, ldc, init)
+        tile_kernel(rows, vectors, kc, a, lda, b, ldb, c, ldc, init, pf, pfld, pfn)
         return
     if init == NULL:
         for i in range(rows):
             for q in range(n):
                 tile[i * nr + q] = c[i * ldc + q * dcs]
-    tile_kernel(rows, vectors, kc, a, lda, b, ldb, tile, nr, init)
+    tile_kernel(rows, vectors, kc, a, lda, b, ldb, tile, nr, init, pf, pfld, pfn)
     for i in range(rows):
         for q in range(n):
             c[i * ldc + q * dcs] = tile[i * nr + q]
@@ -288,24 +312,22 @@ cdef void pointwise_item(const floating* x, floating* out, const floating* w,
                 b = panel
                 ldb = nr
             # The next tile's rows of this K-block into L2 while this one computes, a
-            # share before each channel tile: a tile reads kc rows of different planes,
-            # more streams than the hardware prefetchers follow (the batch-8 1x1 256 ->
-            # 64 on 56x56, 26 MB of input, ran no faster on two threads than on one).
+            # share during each channel tile, one row per k (its first and last value)
+            # inside the kernel's loop: a tile reads kc rows of different planes, more
+            # streams than the hardware prefetchers follow (the batch-8 1x1 256 -> 64
+            # on 56x56, 26 MB of input, ran no faster on two threads than on one), and
+            # a burst of prefetches before each channel tile (up to 86 lines with
+            # 12-row tiles) stalled on the line fill buffers.
             p_next = tile_start(t + 1, head, nr)
             pf = 0
             pf_end = kc if t + 1 < t1 else 0
             pf_step = (kc + (mt1 - mt0) - 1) // (mt1 - mt0)
             for mt in range(mt0, mt1):
                 r = pf + pf_step if pf + pf_step < pf_end else pf_end
-                while pf < r:
-                    # the row's first and last value: its one or two (or three,
-                    # unaligned) lines but the middle one of three
-                    cconv_prefetch_l2(x + (k0 + pf) * P + p_next)
-                    cconv_prefetch_l2(x + (k0 + pf) * P + p_next + nr - 1)
-                    pf += 1
                 channel_tile(w + mt * ROWS * K + k0, K, kc, b, ldb, out + mt * ROWS * P + p0,
                              P, 1, n, M - mt * ROWS, init + mt * ROWS if first else NULL,
-                             tile)
+                             tile, x + (k0 + pf) * P + p_next, P, r - pf if r > pf else 0)
+                pf = r
             k0 += kc
             first = False
 
