@@ -18,6 +18,8 @@ from cconv._params import ConvParams, normalize
 _NUMPY_PAD_MODE = {"reflect": "reflect", "replicate": "edge", "circular": "wrap"}
 _NO_PADDING = ((0, 0), (0, 0))
 _WINOGRAD = (Algorithm.WINOGRAD, Algorithm.WINOGRAD_WIDE)  # the two F(2x2, 3x3) modes
+_TRANSPOSED = (Algorithm.TRANSPOSED_PHASES, Algorithm.TRANSPOSED_COL2IM)
+_SEPARABLE = (Algorithm.SEPARABLE_FUSED, Algorithm.SEPARABLE_TWO_PASS)
 
 # Shared parameter documentation, written once (scipy's _ni_docstrings habit).
 _DOCS = {
@@ -100,6 +102,15 @@ def _convolution(op: str, input, weight, bias=None, plan_cache=None, b_source=No
         elif algorithm is Algorithm.DIRECT_TILES and b_source is not None:
             algorithm = (Algorithm.TRANSPOSED_PHASES if p.op == "conv_transpose2d"
                          else Algorithm.IMPLICIT_GEMM)
+    elif (algorithm in _TRANSPOSED) != (p.op == "conv_transpose2d") and not (
+            algorithm is Algorithm.DIRECT_TILES and p.op != "separable_conv2d"):
+        # (a transposed weight read by a conv's plan, or the reverse, reads and writes
+        # past the arrays)
+        raise ValueError(f"{algorithm} cannot run {p}")
+    elif (algorithm in _SEPARABLE) != (p.op == "separable_conv2d") or (
+            algorithm is Algorithm.DEPTHWISE
+            and not (p.groups == p.C_in and p.C_out % p.C_in == 0)):
+        raise ValueError(f"{algorithm} cannot run {p}")
     elif algorithm in _WINOGRAD and not winograd_applies(p):
         raise ValueError(f"the Winograd engine cannot run {p}")
     elif algorithm is Algorithm.POINTWISE_TILES and not (p.kernel == (1, 1) and p.zero_padding):

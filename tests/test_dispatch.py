@@ -188,3 +188,38 @@ def test_separable_algorithms_agree_for_every_depthwise_kernel(dtype, k, stride,
         fused = _by(Algorithm.SEPARABLE_FUSED)(x, dw, pw, **kw, n_threads=n_threads)
         two_pass = _by(Algorithm.SEPARABLE_TWO_PASS)(x, dw, pw, **kw, n_threads=n_threads)
         assert fused.tobytes() == two_pass.tobytes()
+
+
+# Forcing a kernel family (a private option, for tests) that cannot run the op is
+# refused before any kernel runs: a conv's plan over a transposed weight, or the reverse,
+# would read and write past the arrays.
+@pytest.mark.parametrize("op, algorithm", [
+    ("conv_transpose2d", Algorithm.IMPLICIT_GEMM),
+    ("conv_transpose2d", Algorithm.POINTWISE),
+    ("conv_transpose2d", Algorithm.DEPTHWISE),
+    ("conv_transpose2d", Algorithm.SEPARABLE_FUSED),
+    ("conv2d", Algorithm.TRANSPOSED_PHASES),
+    ("conv2d", Algorithm.TRANSPOSED_COL2IM),
+    ("conv2d", Algorithm.SEPARABLE_TWO_PASS),
+    ("conv2d", Algorithm.DEPTHWISE),          # groups 1: not a depthwise conv
+])
+def test_forcing_a_family_that_cannot_run_the_op_is_refused(op, algorithm):
+    x = np.ones((1, 4, 9, 9), np.float32)
+    w = np.ones((4, 6, 3, 3) if op == "conv_transpose2d" else (6, 4, 3, 3), np.float32)
+    with pytest.raises(ValueError, match="cannot run"):
+        forced(op, algorithm=algorithm).__dict__[op](x, w, stride=2)
+
+
+def test_forced_families_that_can_run_the_op_still_run():
+    rng = np.random.default_rng(3)
+    x = rng.standard_normal((1, 4, 9, 9)).astype(np.float32)
+    w = rng.standard_normal((4, 6, 3, 3)).astype(np.float32)
+    up = [forced("conv_transpose2d", algorithm=a).conv_transpose2d(x, w, stride=2)
+          for a in (Algorithm.TRANSPOSED_PHASES, Algorithm.TRANSPOSED_COL2IM,
+                    Algorithm.DIRECT_TILES)]
+    np.testing.assert_allclose(up[1], up[0], rtol=1e-5, atol=1e-5)
+    np.testing.assert_allclose(up[2], up[0], rtol=1e-5, atol=1e-5)
+    dw = rng.standard_normal((8, 1, 3, 3)).astype(np.float32)
+    by_depthwise = forced("conv2d", algorithm=Algorithm.DEPTHWISE).conv2d(x, dw, groups=4)
+    by_gemm = forced("conv2d", algorithm=Algorithm.IMPLICIT_GEMM).conv2d(x, dw, groups=4)
+    np.testing.assert_allclose(by_depthwise, by_gemm, rtol=1e-5, atol=1e-5)
