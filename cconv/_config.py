@@ -4,13 +4,16 @@ from __future__ import annotations
 
 import sys
 
-from cconv import _runtime, _threads
+from cconv import _pointwise, _runtime, _threads
 
 
 def build_config() -> dict:
     """Build and runtime facts as a dict (numbers and strings, no formatting)."""
     info = dict(_runtime.build_info())
     info.update(
+        # which intrinsics the register-tile engine (1x1 convs, stems, up-convs) runs
+        # with: "avx512", "avx2" or None (the GEMM engine takes those layers)
+        register_tiles=_pointwise.TILE_ISA,
         default_threads=_threads.get_num_threads(),
         usable_cores=_threads.usable_cores(),
         omp_max_threads=_runtime.omp_max_threads(),

@@ -72,8 +72,11 @@ def test_default_honours_threadpoolctl(monkeypatch):
 def test_show_config_reports_openmp_and_flags(capsys):
     cconv.show_config()
     text = capsys.readouterr().out
-    for key in ("openmp", "compiler", "cflags", "simd", "default_threads"):
+    for key in ("openmp", "compiler", "cflags", "simd", "register_tiles", "default_threads"):
         assert key in text
     info = cconv.build_config()
+    # the register tiles' intrinsics follow the build's SIMD level
+    expected = {"AVX-512F": "avx512", "AVX2+FMA": "avx2"}.get(info["simd"])
+    assert info["register_tiles"] == expected, info
     assert isinstance(info["openmp"], bool)
     assert info["default_threads"] >= 1
