@@ -86,6 +86,22 @@ def _gemm_plan(plan_cache, transposed, x_shape, w_shape, out_shape, stride, padd
     return plan
 
 
+def _family_runs_op(algorithm: Algorithm, p: ConvParams) -> bool:
+    """Whether a forced kernel family can run p's op at all (a transposed weight read by
+    a conv's plan, or the reverse, would read and write past the arrays)."""
+    if p.op == "separable_conv2d":
+        return algorithm in _SEPARABLE
+    if algorithm in _SEPARABLE:
+        return False
+    if algorithm is Algorithm.DIRECT_TILES:        # runs both kinds of plan
+        return True
+    if (algorithm in _TRANSPOSED) != (p.op == "conv_transpose2d"):
+        return False
+    if algorithm is Algorithm.DEPTHWISE:
+        return p.groups == p.C_in and p.C_out % p.C_in == 0
+    return True
+
+
 def _convolution(op: str, input, weight, bias=None, plan_cache=None, b_source=None,
                  algorithm=None, **kwargs):
     """The funnel. ``plan_cache`` (a dict owned by a layer object) keeps GEMM plans per
@@ -102,14 +118,7 @@ def _convolution(op: str, input, weight, bias=None, plan_cache=None, b_source=No
         elif algorithm is Algorithm.DIRECT_TILES and b_source is not None:
             algorithm = (Algorithm.TRANSPOSED_PHASES if p.op == "conv_transpose2d"
                          else Algorithm.IMPLICIT_GEMM)
-    elif (algorithm in _TRANSPOSED) != (p.op == "conv_transpose2d") and not (
-            algorithm is Algorithm.DIRECT_TILES and p.op != "separable_conv2d"):
-        # (a transposed weight read by a conv's plan, or the reverse, reads and writes
-        # past the arrays)
-        raise ValueError(f"{algorithm} cannot run {p}")
-    elif (algorithm in _SEPARABLE) != (p.op == "separable_conv2d") or (
-            algorithm is Algorithm.DEPTHWISE
-            and not (p.groups == p.C_in and p.C_out % p.C_in == 0)):
+    elif not _family_runs_op(algorithm, p):
         raise ValueError(f"{algorithm} cannot run {p}")
     elif algorithm in _WINOGRAD and not winograd_applies(p):
         raise ValueError(f"the Winograd engine cannot run {p}")
