@@ -27,8 +27,9 @@ Design note
   6 x 2. float32, one thread, on a Xeon with two 512-bit FMA units: 1x1 256 -> 256 on
   28x28 at 183 GFLOP/s against the 6 x 2 zmm tile's 181 and the GEMM engine's 125;
   1x1 256 -> 64 on 56x56 (the input from L3) at 141-158. In a C test with all its
-  data in L1 this loop nest ran at 80% of that machine's FMA peak (8 x 3 and 6 x 4
-  tiles 83-86%, packed A 87%: within its noise, and their B tiles would not stay in L1).
+  data in L1 this loop nest ran at 80-90% of that machine's FMA peak in two runs (8 x 3
+  and 6 x 4 tiles and packed A the same within that noise); packing A for the 1x1
+  layers measured +1-5% on one thread and -4% on two (a serial pass), so it is not done.
 * Blocking: position tile by position tile, every channel tile in turn: the tile's B
   rows (a K-block x 64 or 128 bytes, 16-64 KiB) stay in L1 (or L2) while A (M x
   K-block) streams from L2; the next tile's rows are prefetched into L2 meanwhile.
