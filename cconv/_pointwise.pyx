@@ -41,7 +41,8 @@ Design note
   start 16 bytes into a line). Otherwise, and for the partial head and last tiles, a
   tile's rows are first copied into an aligned, zero-filled panel (nothing is read
   past the input); a partial tile runs one vector or two into a small tile whose valid
-  columns are then written. The last M % ROWS channels run the kernel's R-row copy.
+  columns are then written. The channels are split evenly over the channel tiles (the
+  kernel's R-row copies for R < ROWS), not ROWS at a time with a short last tile.
 * Parallel axis: work items (image and group, a run of position tiles, a range of
   channel tiles), statically scheduled; each output is written by one item. Each
   output is the same sum in the same order whatever the items or the thread count:
@@ -273,6 +274,15 @@ cdef inline void panel_row(floating* row, const floating* src, Py_ssize_t n) noe
         row[q] = src[q] if q < n else 0
 
 
+cdef inline Py_ssize_t tile_row(Py_ssize_t mt, Py_ssize_t M, Py_ssize_t mtiles) noexcept nogil:
+    """First output channel of channel tile mt: the M channels split evenly over the
+    mtiles = ceil(M / ROWS) tiles (64 channels as 11, 11, 11, 11, 10, 10 rows, not five
+    of 12 and a 4-row tile whose 8 accumulators leave the FMA units waiting on their
+    latency). Measured against ROWS-first tiles, interleaved, float32, AVX-512: DCGAN's
+    512 -> 256 (16 channels as 8 + 8) 5-10% faster, the 1x1 layers 1-3%, the stem even."""
+    return mt * M // mtiles
+
+
 cdef inline Py_ssize_t tile_start(Py_ssize_t t, Py_ssize_t head, Py_ssize_t nr) noexcept nogil:
     """First position of tile t: tile 0 is [0, head) when head > 0, the rest nr wide."""
     if head == 0:
@@ -293,7 +303,8 @@ cdef void pointwise_item(const floating* x, floating* out, const floating* w,
     without in_place, is first copied into a zero-filled panel."""
     # positions per tile
     cdef Py_ssize_t nr = CCONV_PW_NR_F32 if floating is float else CCONV_PW_NR_F64
-    cdef Py_ssize_t t, p0, n, k0, kc, mt, r, p_next, pf, pf_end, pf_step
+    cdef Py_ssize_t t, p0, n, k0, kc, mt, r, p_next, pf, pf_end, pf_step, m0
+    cdef Py_ssize_t mtiles = (M + ROWS - 1) // ROWS
     cdef bint first, whole
     cdef const floating* b
     cdef Py_ssize_t ldb
@@ -330,8 +341,10 @@ cdef void pointwise_item(const floating* x, floating* out, const floating* w,
             pf_step = (kc + (mt1 - mt0) - 1) // (mt1 - mt0)
             for mt in range(mt0, mt1):
                 r = pf + pf_step if pf + pf_step < pf_end else pf_end
-                channel_tile(w + mt * ROWS * K + k0, K, kc, b, ldb, out + mt * ROWS * P + p0,
-                             P, 1, n, M - mt * ROWS, init + mt * ROWS if first else NULL,
+                m0 = tile_row(mt, M, mtiles)
+                channel_tile(w + m0 * K + k0, K, kc, b, ldb, out + m0 * P + p0,
+                             P, 1, n, tile_row(mt + 1, M, mtiles) - m0,
+                             init + m0 if first else NULL,
                              tile, x + (k0 + pf) * P + p_next, P, r - pf if r > pf else 0)
                 pf = r
             k0 += kc
@@ -376,7 +389,8 @@ cdef void direct_item(const floating* src, floating* out, const floating* w,
     the output point at out + i * drs + j * dcs, output planes out_plane apart."""
     cdef Py_ssize_t nr = CCONV_PW_NR_F32 if floating is float else CCONV_PW_NR_F64
     cdef Py_ssize_t per_row = (wg + nr - 1) // nr
-    cdef Py_ssize_t t, gi, j0, n, k0, kc, mt, r
+    cdef Py_ssize_t t, gi, j0, n, k0, kc, mt, r, m0
+    cdef Py_ssize_t mtiles = (M + ROWS - 1) // ROWS
     cdef bint first
     for t in range(t0, t1):
         gi = t // per_row
@@ -391,9 +405,11 @@ cdef void direct_item(const floating* src, floating* out, const floating* w,
             for r in range(kc):
                 panel_row(panel + r * nr, src + boff[k0 + r] + gi * pitch + j0, n)
             for mt in range(mt0, mt1):
-                channel_tile(w + mt * ROWS * K + k0, K, kc, panel, nr,
-                             out + mt * ROWS * out_plane + gi * drs + j0 * dcs, out_plane,
-                             dcs, n, M - mt * ROWS, init + mt * ROWS if first else NULL,
+                m0 = tile_row(mt, M, mtiles)
+                channel_tile(w + m0 * K + k0, K, kc, panel, nr,
+                             out + m0 * out_plane + gi * drs + j0 * dcs, out_plane,
+                             dcs, n, tile_row(mt + 1, M, mtiles) - m0,
+                             init + m0 if first else NULL,
                              tile)
             k0 += kc
             first = False
