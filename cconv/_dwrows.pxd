@@ -161,8 +161,11 @@ cdef extern from *:
        (wh, broadcast once per band) and rows 3-4 broadcast theirs at each FMA: 15 + 5
        loads per output vector and 25 FMAs, not 30 loads (load-bound at two a cycle). */
     #if defined(__AVX512F__)
+    #define CCONV_DW5X5_HOLD VEC wh[15];                                               \
+        for (Py_ssize_t t = 0; t < 15; t++) wh[t] = SET1(w[t]);
     #define CCONV_TAPS5_ROW(ws, K, ACC) CCONV_TAPS5_HELD(wh + 5 * (K), ACC)
     #else
+    #define CCONV_DW5X5_HOLD
     #define CCONV_TAPS5_ROW(ws, K, ACC) CCONV_TAPS5((ws) + 5 * (K), ACC)
     #endif
     #define CCONV_DW5X5_BLOCK(U, NLAST, MODE)                                         \
@@ -254,10 +257,7 @@ cdef extern from *:
             const SCALAR* x, Py_ssize_t ldx, Py_ssize_t H, Py_ssize_t W,              \
             Py_ssize_t row0, Py_ssize_t rstep, Py_ssize_t pl, Py_ssize_t dw,          \
             const SCALAR* w, Py_ssize_t rows, Py_ssize_t cols, SCALAR b)              \
-    { VEC vb = SET1(b), wh[15];                                                       \
-      for (Py_ssize_t t = 0; t < 15; t++) wh[t] = SET1(w[t]);                         \
-      (void) wh;                                                                      \
-      CCONV_DW_COLUMNS(CCONV_DW5X5_S1, UMAX_5X5) }                                    \
+    { VEC vb = SET1(b); CCONV_DW5X5_HOLD CCONV_DW_COLUMNS(CCONV_DW5X5_S1, UMAX_5X5) }  \
     static void cconv_dw3x3s2_band_##SUFFIX(SCALAR* out, Py_ssize_t ldo,              \
             const SCALAR* x, Py_ssize_t ldx, Py_ssize_t H, Py_ssize_t W,              \
             Py_ssize_t pt, Py_ssize_t pl, const SCALAR* w,                            \

@@ -146,12 +146,7 @@ def _convolution(op: str, input, weight, bias=None, plan_cache=None, b_source=No
         _depthwise.depthwise_forward(x, a["w"], a["b"], mid, p.stride, padding, p.dilation,
                                      p.n_threads)
         pw = a["pw"].reshape(a["pw"].shape[0], p.mid_channels, 1, 1)
-        if b_source is None and _dispatch.TILE_ISA:
-            _pointwise_tiles(mid, pw, a["pw_b"], out, (1, 1), 1, p.n_threads)
-        else:
-            plan = _gemm_plan(plan_cache, False, mid.shape, pw.shape, p.output_shape, (1, 1),
-                              _NO_PADDING, (1, 1), 1, b_source)
-            _igemm.run(plan, mid, pw, a["pw_b"], out, p.n_threads)
+        _unit_gemm(mid, pw, a["pw_b"], out, 1, p.n_threads, plan_cache, b_source)
     elif algorithm is Algorithm.TRANSPOSED_COL2IM:
         _transposed_col2im(p, x, a["w"], a["b"], out, plan_cache, b_source)
     elif algorithm is Algorithm.POINTWISE_TILES:
@@ -187,6 +182,19 @@ def _pointwise_tiles(x, w, bias, out, stride, groups, n_threads):
     _, C_out, H_out, W_out = out.shape
     _pointwise.forward(x.reshape(-1), w.reshape(-1), bias, out.reshape(-1), N, groups,
                        C_out // groups, C_in // groups, H_out * W_out, n_threads)
+
+
+def _unit_gemm(x, w, bias, out, groups, n_threads, plan_cache, b_source):
+    """A unit-stride 1x1 conv inside another algorithm (a separable layer's pointwise
+    step, col2im's weights x pixels): on the register tiles where the build has them,
+    else (or with b_source forced) on the GEMM engine, the same bits either way. Never
+    weights_frozen: the caller's "weights" may be data (col2im's pixels)."""
+    if b_source is None and _dispatch.TILE_ISA:
+        _pointwise_tiles(x, w, bias, out, (1, 1), groups, n_threads)
+        return
+    plan = _gemm_plan(plan_cache, False, x.shape, w.shape, out.shape, (1, 1), _NO_PADDING,
+                      (1, 1), groups, b_source)
+    _igemm.run(plan, x, w, bias, out, n_threads)
 
 
 def _direct_tiles(p: ConvParams, x, w, bias, out, padding, plan_cache):
@@ -259,16 +267,10 @@ def _transposed_col2im(p: ConvParams, x, w, bias, out, plan_cache, b_source):
         x.reshape(N, G, Cg, H * W).transpose(1, 0, 3, 2)).reshape(G * P, Cg, 1, 1)
     taps = w.reshape(1, C_in, 1, MT)
     y = np.empty((1, G * P, 1, MT), dtype=x.dtype)
-    if b_source is None and _dispatch.TILE_ISA:
-        # The register tiles read the weights where they lie; the GEMM engine copied
-        # them into spread planes first (C_out * kh * kw a multiple of 256 values:
-        # 30% of DCGAN's 512 -> 256 on 4x4). The same bits.
-        _pointwise_tiles(taps, pixels, None, y, (1, 1), G, p.n_threads)
-    else:
-        plan = _gemm_plan(plan_cache, False, taps.shape, pixels.shape, y.shape, (1, 1),
-                          _NO_PADDING, (1, 1), G, b_source)
-        # Never weights_frozen: this GEMM's "weights" are the input pixels.
-        _igemm.run(plan, taps, pixels, None, y, p.n_threads)
+    # (On the register tiles where the build has them: they read the weights where they
+    # lie, where the GEMM engine copied them into spread planes first, C_out * kh * kw
+    # being a multiple of 256 values: 30% of DCGAN's 512 -> 256 on 4x4.)
+    _unit_gemm(taps, pixels, None, y, G, p.n_threads, plan_cache, b_source)
     _igemm.col2im(y.reshape(G, N, H, W, M, KH, KW), bias, out, p.stride, p.padding,
                   p.dilation, p.n_threads)
 

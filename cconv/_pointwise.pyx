@@ -232,7 +232,7 @@ cdef inline void channel_tile(const floating* a, Py_ssize_t lda, Py_ssize_t kc,
                               const floating* init, floating* tile,
                               const floating* pf=NULL, Py_ssize_t pfld=0,
                               Py_ssize_t pfn=0) noexcept nogil:
-    """One channel tile (min(rows, ROWS) rows of A from a, lda apart) times one position
+    """One channel tile (rows <= ROWS rows of A from a, lda apart) times one position
     tile of n positions (B rows ldb apart, n <= nr values each) into C rows ldc apart,
     columns dcs apart: c = init + the product when init is given, else c += it. A tile
     of fewer positions, or of spread columns, goes through `tile`, so that only its n
@@ -242,8 +242,6 @@ cdef inline void channel_tile(const floating* a, Py_ssize_t lda, Py_ssize_t kc,
     cdef Py_ssize_t nr = CCONV_PW_NR_F32 if floating is float else CCONV_PW_NR_F64
     cdef Py_ssize_t vectors = 2 if n > nr // 2 else 1
     cdef Py_ssize_t i, q
-    if rows > ROWS:
-        rows = ROWS
     if kc == 0 and init != NULL:
         for i in range(rows):
             for q in range(n):
@@ -384,8 +382,8 @@ cdef void direct_item(const floating* src, floating* out, const floating* w,
                       Py_ssize_t mt0, Py_ssize_t mt1, floating* panel,
                       floating* tile) noexcept nogil:
     """Position tiles [t0, t1) x channel tiles [mt0, mt1) of one image and group of a
-    direct plan: tile t is grid row t // per_row, columns from (t % per_row) * 16 (8
-    float64) up to wg; B row k of grid point (i, j) at src + boff[k] + i * pitch + j;
+    direct plan: tile t is grid row t // per_row, columns from (t % per_row) * nr up to
+    wg; B row k of grid point (i, j) at src + boff[k] + i * pitch + j;
     the output point at out + i * drs + j * dcs, output planes out_plane apart."""
     cdef Py_ssize_t nr = CCONV_PW_NR_F32 if floating is float else CCONV_PW_NR_F64
     cdef Py_ssize_t per_row = (wg + nr - 1) // nr
