@@ -54,6 +54,16 @@ DIRECT_TILES_MIN_UPCONV_WIDTH = 32
 # 128 -> 64 4x4 stride 2 on 32x32 9.07 -> 7.66 ms, 3x3 stride 2 128 -> 64 6.70 -> 5.40,
 # 4x4 64 -> 32 on 64x64 9.57 -> 8.62; 32 -> 16 6% slower (1 thread).
 DIRECT_TILES_MIN_F64_CHANNELS = 32
+# float32 transposed convs with overlapping taps too, undilated, with at least this many
+# output channels per group, on input rows a whole number of AVX-512 tiles wide (32
+# columns: each phase row one or more whole position tiles), on AVX-512 builds (where
+# it was measured). Interleaved, 1 / 2 threads, against the phase GEMM's channel tiles:
+# DCGAN's 128 -> 64 4x4 stride 2 on 32x32 1.20x / 1.1x faster, 256 -> 128 1.23x / 1.19x,
+# 64 -> 64 on 64x64 1.05x / 1.22x, 3x3 stride 2 128 -> 64 on 32x32 1.15x / 1.49x; batch
+# 8 0.96x / 1.02x. Not taken: 32 output channels (64 -> 32 on 64x64 0.84x), rows of 40
+# or 16 columns (0.79x, 0.92x: part-filled tiles), 48 and 56 even.
+DIRECT_TILES_MIN_F32_UPCONV_CHANNELS = 64
+DIRECT_TILES_F32_UPCONV_COLUMNS = 32
 # And float64 convs that no Winograd engine takes, undilated (no all-padding taps to
 # skip), with at least this many output positions per image and output channels per
 # group (the weights stream past every position tile: on 7x7 maps 1.8x slower).
@@ -202,7 +212,8 @@ def select_algorithm(p: ConvParams, tile_isa: str | None = TILE_ISA) -> Algorith
     on 14x14 180 against 155; float32, one thread), convs of at most
     DIRECT_TILES_MAX_C_IN input channels and U-Net-style up-convs
     (DIRECT_TILES_MIN_UPCONV_WIDTH), and float64's up-convs of enough channels
-    (DIRECT_TILES_MIN_F64_CHANNELS). Only with AVX2 does it take float64's GEMM-like
+    (DIRECT_TILES_MIN_F64_CHANNELS); with AVX-512, float32's too where their rows fill
+    whole tiles (DIRECT_TILES_F32_UPCONV_*). Only with AVX2 does it take float64's GEMM-like
     convs too (DIRECT_TILES_F64_*): with AVX-512 the GEMM engine's 4 x 32 tiles ran
     ResNet's 3x3 convs 1.7x faster than the 12 x 16 ones."""
     if p.op == "separable_conv2d":
@@ -228,6 +239,10 @@ def select_algorithm(p: ConvParams, tile_isa: str | None = TILE_ISA) -> Algorith
             return Algorithm.DIRECT_TILES
         if (tile_isa and p.dtype == np.float64 and W >= DIRECT_TILES_MIN_UPCONV_WIDTH
                 and p.C_out // p.groups >= DIRECT_TILES_MIN_F64_CHANNELS):
+            return Algorithm.DIRECT_TILES
+        if (tile_isa == "avx512" and p.dtype == np.float32 and p.dilation == (1, 1)
+                and W > 0 and W % DIRECT_TILES_F32_UPCONV_COLUMNS == 0
+                and p.C_out // p.groups >= DIRECT_TILES_MIN_F32_UPCONV_CHANNELS):
             return Algorithm.DIRECT_TILES
         return Algorithm.TRANSPOSED_PHASES
     if p.op == "depthwise_conv2d":

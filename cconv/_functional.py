@@ -200,9 +200,9 @@ def _unit_gemm(x, w, bias, out, groups, n_threads, plan_cache, b_source):
 def _direct_tiles(p: ConvParams, x, w, bias, out, padding, plan_cache):
     """A conv2d or transposed conv on the register-tile engine over a direct GEMM plan:
     the plan's tap offsets and zero-bordered (phase) source planes, phase by phase, the
-    weights reordered to each phase's k order (tap-major). A layer object reorders its
-    weights once: kept on its own plan with the array they came from
-    (``Plan.tile_weights``; shared plans keep none)."""
+    weights reordered to the plan's k order (tap-major: each phase's taps a run of
+    columns). A layer object reorders its weights once: kept on its own plan with the
+    array they came from (``Plan.tile_weights``; shared plans keep none)."""
     transposed = p.op == "conv_transpose2d"
     plan = _gemm_plan(plan_cache, transposed, x.shape, w.shape, p.output_shape, p.stride,
                       padding, p.dilation, p.groups, "direct")
@@ -210,24 +210,21 @@ def _direct_tiles(p: ConvParams, x, w, bias, out, padding, plan_cache):
     M = w.shape[1] if transposed else w.shape[0] // G
     phases = plan.phase_cols.T.tolist()
     if plan_cache is not None and plan.tile_weights is not None and plan.tile_weights[0] is w:
-        phase_weights = plan.tile_weights[1]
+        weights = plan.tile_weights[1]
     else:
-        if transposed:  # (C_in, M, kh, kw): taps[g, m, kernel index, c]
-            taps = w.reshape(G, plan.Cg, M, -1).transpose(0, 2, 3, 1)
-        else:           # (C_out, Cg, kh, kw)
-            taps = w.reshape(G, M, plan.Cg, -1).transpose(0, 1, 3, 2)
-        tap_index = plan.pack_spec[0]
-        phase_weights = [np.ascontiguousarray(taps[:, :, tap_index[t0:t1], :]).reshape(-1)
-                         for _, _, _, _, _, t0, t1, _ in phases]
+        tap_off, chan_stride, src_lda, src_group = plan.pack_spec
+        weights = _pointwise.tap_major_weights(w.reshape(-1), tap_off, chan_stride, src_lda,
+                                               src_group, G, M, plan.Cg, p.n_threads)
         if plan_cache is not None:
-            plan.tile_weights = (w, phase_weights)
+            plan.tile_weights = (w, weights)
+    lda = len(plan.pack_spec[0]) * plan.Cg
     src = _igemm._direct_source(x, plan.direct, p.n_threads).reshape(-1)
     N, _, H_out, W_out = out.shape
-    for (hg, wg, dst0, drs, dcs, t0, t1, pitch), w_k in zip(phases, phase_weights):
-        _pointwise.direct_forward(src, plan.boff[t0 * plan.Cg:t1 * plan.Cg], w_k, bias,
-                                  out.reshape(-1), N, G, M, plan.C_in * plan.plane,
-                                  plan.Cg * plan.plane, hg, wg, pitch, dst0, drs, dcs,
-                                  H_out * W_out, p.n_threads)
+    for hg, wg, dst0, drs, dcs, t0, t1, pitch in phases:
+        _pointwise.direct_forward(src, plan.boff[t0 * plan.Cg:t1 * plan.Cg], weights,
+                                  t0 * plan.Cg, lda, bias, out.reshape(-1), N, G, M,
+                                  plan.C_in * plan.plane, plan.Cg * plan.plane, hg, wg,
+                                  pitch, dst0, drs, dcs, H_out * W_out, p.n_threads)
 
 
 def _winograd_conv(p: ConvParams, x, w, bias, out, padding, plan_cache, algorithm) -> bool:

@@ -135,3 +135,32 @@ def test_register_tiles_over_source_planes_reorder_a_layers_weights_once():
     shared = _functional._shared_gemm_plan(False, x.shape, w1.shape, first.shape, (1, 1),
                                            ((2, 2), (2, 2)), (1, 1), 1, "direct")
     assert shared.tile_weights is None
+
+
+@pytest.mark.parametrize("transposed", [False, True])
+@pytest.mark.parametrize("groups", [1, 3])
+def test_register_tiles_tap_major_weights_follow_the_plan_order(transposed, groups):
+    # A[g * M + m, t * Cg + c] = the weight of output channel m, input channel c of group
+    # g at the plan's tap t (each phase's taps a run of columns), for both weight layouts.
+    from cconv import _pointwise
+    rng = np.random.default_rng(17)
+    Cg, M, k = 5, 4, 3
+    x_shape = (1, groups * Cg, 9, 10)
+    if transposed:
+        w = rng.standard_normal((groups * Cg, M, k, k))
+        out_shape = (1, groups * M, 19, 21)
+    else:
+        w = rng.standard_normal((groups * M, Cg, k, k))
+        out_shape = (1, groups * M, 5, 5)
+    plan = _functional._shared_gemm_plan(transposed, x_shape, w.shape, out_shape, (2, 2),
+                                         ((1, 1), (1, 1)), (1, 1), groups, "direct")
+    tap_off, chan_stride, src_lda, src_group = plan.pack_spec
+    a = _pointwise.tap_major_weights(w.reshape(-1), tap_off, chan_stride, src_lda,
+                                     src_group, groups, M, Cg, 2)
+    if transposed:  # (C_in, M, kh, kw) -> [g, m, tap, c]
+        taps = w.reshape(groups, Cg, M, k * k).transpose(0, 2, 3, 1)
+    else:           # (C_out, Cg, kh, kw)
+        taps = w.reshape(groups, M, Cg, k * k).transpose(0, 1, 3, 2)
+    expected = taps[:, :, tap_off, :].reshape(-1)
+    np.testing.assert_array_equal(a, expected)
+    assert sorted(tap_off.tolist()) == list(range(k * k))   # every tap once, in some order

@@ -94,7 +94,26 @@ TILE_CASES = {
                               {"stride": 2}, Algorithm.TRANSPOSED_PHASES),
     "overlapping taps (DCGAN 4x4 stride 2)": (("conv_transpose2d", (1, 128, 32, 32),
                                                (128, 64, 4, 4)), {"stride": 2, "padding": 1},
-                                              Algorithm.TRANSPOSED_PHASES),
+                                              {"avx2": Algorithm.TRANSPOSED_PHASES,
+                                               "avx512": Algorithm.DIRECT_TILES}),
+    "overlapping taps, 3x3 stride 2": (("conv_transpose2d", (1, 128, 32, 32),
+                                        (128, 64, 3, 3)),
+                                       {"stride": 2, "padding": 1, "output_padding": 1},
+                                       {"avx2": Algorithm.TRANSPOSED_PHASES,
+                                        "avx512": Algorithm.DIRECT_TILES}),
+    "overlapping taps, 32 output channels": (("conv_transpose2d", (1, 64, 64, 64),
+                                              (64, 32, 4, 4)), {"stride": 2, "padding": 1},
+                                             Algorithm.TRANSPOSED_PHASES),
+    "overlapping taps, rows of 40": (("conv_transpose2d", (1, 96, 40, 40), (96, 64, 4, 4)),
+                                     {"stride": 2, "padding": 1},
+                                     Algorithm.TRANSPOSED_PHASES),
+    "overlapping taps, dilated": (("conv_transpose2d", (1, 128, 32, 32), (128, 64, 3, 3)),
+                                  {"stride": 2, "dilation": 2},
+                                  Algorithm.TRANSPOSED_PHASES),
+    "overlapping taps, grouped: 32 per group": (("conv_transpose2d", (1, 128, 32, 32),
+                                                 (128, 32, 4, 4)),
+                                                {"stride": 2, "padding": 1, "groups": 2},
+                                                Algorithm.TRANSPOSED_PHASES),
     "transposed 1x1 stride 1": (("conv_transpose2d", (1, 8, 40, 40), (8, 4, 1, 1)), {},
                                 Algorithm.TRANSPOSED_PHASES),
 }
@@ -127,6 +146,10 @@ F64_CASES = {
 }
 
 
+# float32 up-convs that AVX-512 builds also run on the tiles (rows of whole tiles).
+F32_AVX512_UPCONVS = {"DCGAN 4x4 stride 2, 64 channels, 32x32"}
+
+
 # Only AVX2 builds take float64's GEMM-like convs onto the tiles (AVX-512 keeps its GEMM
 # engine's 4 x 32 tiles there); both take float64's up-convs.
 def _f64_expected(expected, op, tile_isa):
@@ -142,7 +165,9 @@ def test_select_algorithm_with_tiles_float64(name, tile_isa):
     p, _ = normalize(op, np.ones(x_shape), np.ones(w_shape), **kw)
     assert select_algorithm(p, tile_isa=tile_isa) is _f64_expected(expected, op, tile_isa)
     p32, _ = normalize(op, np.ones(x_shape, np.float32), np.ones(w_shape, np.float32), **kw)
-    if expected is Algorithm.DIRECT_TILES:  # float32 keeps its channel-tiled GEMMs
+    if name in F32_AVX512_UPCONVS and tile_isa == "avx512":  # see TILE_CASES
+        assert select_algorithm(p32, tile_isa=tile_isa) is Algorithm.DIRECT_TILES
+    elif expected is Algorithm.DIRECT_TILES:  # float32 keeps its channel-tiled GEMMs
         assert select_algorithm(p32, tile_isa=tile_isa) in (Algorithm.TRANSPOSED_PHASES,
                                                             Algorithm.IMPLICIT_GEMM)
 
@@ -151,6 +176,8 @@ def test_select_algorithm_with_tiles_float64(name, tile_isa):
 @pytest.mark.parametrize("name", list(TILE_CASES))
 def test_select_algorithm_with_tiles(name, tile_isa):
     args, kw, expected = TILE_CASES[name]
+    if isinstance(expected, dict):
+        expected = expected[tile_isa]
     assert select_algorithm(params(*args, **kw), tile_isa=tile_isa) is expected
 
 
