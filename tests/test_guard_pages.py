@@ -5,7 +5,7 @@ a no-access page (``mprotect(PROT_NONE)``), and then so that its first byte is t
 one after such a page: a read or write past either end faults. The calls run in a subprocess, so
 a fault fails this test instead of killing the test run. Widths around the vector steps
 (16 float32, 8 float64 values, and the stride-2 copies' 32) at strides 1 and 2, every
-kernel family, 1 and 2 threads. (A stride-2 source-row copy once read one value past
+kernel family (the register tiles' up-convs forced), 1 and 2 threads. (A stride-2 source-row copy once read one value past
 each row: on the input's last row, past its end.)
 """
 
@@ -31,6 +31,8 @@ SCRIPT = textwrap.dedent('''
         _functional._convolution, "conv2d", algorithm=Algorithm.WINOGRAD))
     wide = types.SimpleNamespace(conv2d=functools.partial(
         _functional._convolution, "conv2d", algorithm=Algorithm.WINOGRAD_WIDE))
+    up_tiles = types.SimpleNamespace(conv_transpose2d=functools.partial(
+        _functional._convolution, "conv_transpose2d", algorithm=Algorithm.DIRECT_TILES))
 
     libc = ctypes.CDLL(None, use_errno=True)
     PAGE = mmap.PAGESIZE
@@ -81,6 +83,12 @@ SCRIPT = textwrap.dedent('''
                     both_ends(lambda x, o: cconv.conv_transpose2d(x, w, stride=s, padding=p,
                                                                   out=o, n_threads=t),
                               (1, 4, 5, W), dt, rng)
+                # The register tiles' stride-2 phases (masked stores of every other column).
+                for kk, p, op in [(4, 1, 0), (3, 1, 0), (3, 1, 1)]:
+                    w = rng.standard_normal((4, 13, kk, kk)).astype(dt)
+                    both_ends(lambda x, o: up_tiles.conv_transpose2d(
+                        x, w, stride=2, padding=p, output_padding=op, out=o, n_threads=t),
+                        (1, 4, 3, W), dt, rng)
                 # The Winograd engine in both modes (forced: at these sizes it would not
                 # be chosen), odd and even output widths and heights, padding 0 and 1.
                 ww = rng.standard_normal((9, 5, 3, 3)).astype(dt)
