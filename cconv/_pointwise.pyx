@@ -94,26 +94,23 @@ cdef extern from *:
             a += 1;                                                                        \\
             b += ldb;                                                                      \\
         }
-    /* pfn rows at pf, pfld apart, are prefetched into L2, one every pfs k (the caller
-       spreads them over the whole K-block: one per k in the first pfn k, a burst that
-       waited on L3, ran 1x1 layers whose input comes from L3 3-15% slower, float32,
-       AVX-512); the k after the last of them run in a loop of their own. */
+    /* The first pfn k also prefetch a row each, in a loop of their own (with a test
+       per k in one loop, 28x28 and 14x14 1x1 layers, which prefetch little per
+       channel tile, measured 3-5% slower, within this machine's noise). */
     #define CCONV_PW_KERNEL(SFX, T, VT, L, LOADU, STOREU, ZERO, BCAST, FMADD, ADD, SET1,    \\
                             R, V)                                                          \\
     static void cconv_pw_##SFX##_##R##x##V(Py_ssize_t kc, const T* restrict a,             \\
             Py_ssize_t lda, const T* restrict b, Py_ssize_t ldb, T* restrict c,            \\
             Py_ssize_t ldc, const T* restrict init, const T* pf, Py_ssize_t pfld,          \\
-            Py_ssize_t pfn, Py_ssize_t pfs) {                                              \\
+            Py_ssize_t pfn) {                                                              \\
         VT acc[R][V];                                                                      \\
         CCONV_UNROLL for (Py_ssize_t i = 0; i < R; i++)                                    \\
             CCONV_UNROLL for (Py_ssize_t v = 0; v < V; v++) acc[i][v] = ZERO();            \\
-        Py_ssize_t k = 0;                                                                  \\
-        for (Py_ssize_t j = 0; j < pfn; j++) {                                             \\
-            cconv_prefetch_l2(pf + j * pfld);                                              \\
-            cconv_prefetch_l2(pf + j * pfld + 2 * L - 1);                                  \\
-            Py_ssize_t k1 = k + pfs < kc ? k + pfs : kc;                                   \\
-            CCONV_UNROLL_K for (; k < k1; k++)                                             \\
-                CCONV_PW_STEP(VT, L, LOADU, BCAST, FMADD, R, V)                            \\
+        Py_ssize_t k = 0, kpf = pfn < kc ? pfn : kc;                                       \\
+        CCONV_UNROLL_K for (; k < kpf; k++) {                                              \\
+            cconv_prefetch_l2(pf + k * pfld);                                              \\
+            cconv_prefetch_l2(pf + k * pfld + 2 * L - 1);                                  \\
+            CCONV_PW_STEP(VT, L, LOADU, BCAST, FMADD, R, V)                                \\
         }                                                                                  \\
         CCONV_UNROLL_K for (; k < kc; k++)                                                 \\
             CCONV_PW_STEP(VT, L, LOADU, BCAST, FMADD, R, V)                                \\
@@ -160,7 +157,7 @@ cdef extern from *:
     static void cconv_pw_##SFX##_##R##x##V(Py_ssize_t kc, const T* restrict a,             \\
             Py_ssize_t lda, const T* restrict b, Py_ssize_t ldb, T* restrict c,            \\
             Py_ssize_t ldc, const T* restrict init, const T* pf, Py_ssize_t pfld,          \\
-            Py_ssize_t pfn, Py_ssize_t pfs) {                                              \\
+            Py_ssize_t pfn) {                                                              \\
         T acc[R][V * L];                                                                   \\
         for (Py_ssize_t i = 0; i < R; i++)                                                 \\
             for (Py_ssize_t j = 0; j < V * L; j++) acc[i][j] = 0;                          \\
@@ -192,17 +189,16 @@ cdef extern from *:
     #define CCONV_PW_TABLE(SFX, T, NAMES)                                                  \\
     typedef void (*cconv_pw_##SFX##_t)(Py_ssize_t, const T*, Py_ssize_t, const T*,         \\
                                        Py_ssize_t, T*, Py_ssize_t, const T*, const T*,     \\
-                                       Py_ssize_t, Py_ssize_t, Py_ssize_t);                \\
+                                       Py_ssize_t, Py_ssize_t);                            \\
     static const cconv_pw_##SFX##_t cconv_pw_##SFX##_table[2][CCONV_PW_ROWS + 1] = {      \\
         {0, CCONV_PW_EACH_ROWS(NAMES, 1)}, {0, CCONV_PW_EACH_ROWS(NAMES, 2)}};             \\
-    /* rows 1 .. CCONV_PW_ROWS of a channel tile, vectors 1 or 2 of positions; pfn     \\
-       tile-wide rows at pf + j * pfld prefetched into L2, one every pfs k */           \\
+    /* rows 1 .. CCONV_PW_ROWS of a channel tile, vectors 1 or 2 of positions; the     \\
+       first pfn k also prefetch into L2 the tile-wide row at pf + k * pfld */            \\
     static inline void cconv_pw_##SFX(Py_ssize_t rows, Py_ssize_t vectors,              \\
             Py_ssize_t kc, const T* a, Py_ssize_t lda, const T* b, Py_ssize_t ldb, T* c,   \\
-            Py_ssize_t ldc, const T* init, const T* pf, Py_ssize_t pfld, Py_ssize_t pfn,   \\
-            Py_ssize_t pfs) {                                                              \\
+            Py_ssize_t ldc, const T* init, const T* pf, Py_ssize_t pfld, Py_ssize_t pfn) { \\
         cconv_pw_##SFX##_table[vectors - 1][rows](kc, a, lda, b, ldb, c, ldc, init, pf,   \\
-                                                  pfld, pfn, pfs);                         \\
+                                                  pfld, pfn);                              \\
     }
     CCONV_PW_TABLE(f32, float, CCONV_PW_NAME_F32)
     CCONV_PW_TABLE(f64, double, CCONV_PW_NAME_F64)
@@ -249,11 +245,11 @@ cdef extern from *:
     void cconv_pw_f32(Py_ssize_t rows, Py_ssize_t vectors, Py_ssize_t kc, const float* a,
                       Py_ssize_t lda, const float* b, Py_ssize_t ldb, float* c,
                       Py_ssize_t ldc, const float* init, const float* pf, Py_ssize_t pfld,
-                      Py_ssize_t pfn, Py_ssize_t pfs) noexcept nogil
+                      Py_ssize_t pfn) noexcept nogil
     void cconv_pw_f64(Py_ssize_t rows, Py_ssize_t vectors, Py_ssize_t kc, const double* a,
                       Py_ssize_t lda, const double* b, Py_ssize_t ldb, double* c,
                       Py_ssize_t ldc, const double* init, const double* pf,
-                      Py_ssize_t pfld, Py_ssize_t pfn, Py_ssize_t pfs) noexcept nogil
+                      Py_ssize_t pfld, Py_ssize_t pfn) noexcept nogil
     const bint SPREAD2 "CCONV_PW_SPREAD2"   # spread2 is vectorised (AVX-512)
     void cconv_pw_spread2_f32(float* c, const float* t, Py_ssize_t n) noexcept nogil
     void cconv_pw_spread2_f64(double* c, const double* t, Py_ssize_t n) noexcept nogil
@@ -271,11 +267,11 @@ cdef inline void tile_kernel(Py_ssize_t rows, Py_ssize_t vectors, Py_ssize_t kc,
                              const floating* a, Py_ssize_t lda, const floating* b,
                              Py_ssize_t ldb, floating* c, Py_ssize_t ldc,
                              const floating* init, const floating* pf, Py_ssize_t pfld,
-                             Py_ssize_t pfn, Py_ssize_t pfs) noexcept nogil:
+                             Py_ssize_t pfn) noexcept nogil:
     if floating is float:
-        cconv_pw_f32(rows, vectors, kc, a, lda, b, ldb, c, ldc, init, pf, pfld, pfn, pfs)
+        cconv_pw_f32(rows, vectors, kc, a, lda, b, ldb, c, ldc, init, pf, pfld, pfn)
     else:
-        cconv_pw_f64(rows, vectors, kc, a, lda, b, ldb, c, ldc, init, pf, pfld, pfn, pfs)
+        cconv_pw_f64(rows, vectors, kc, a, lda, b, ldb, c, ldc, init, pf, pfld, pfn)
 
 
 cdef inline void channel_tile(const floating* a, Py_ssize_t lda, Py_ssize_t kc,
@@ -283,14 +279,14 @@ cdef inline void channel_tile(const floating* a, Py_ssize_t lda, Py_ssize_t kc,
                               Py_ssize_t dcs, Py_ssize_t n, Py_ssize_t rows,
                               const floating* init, floating* tile,
                               const floating* pf=NULL, Py_ssize_t pfld=0,
-                              Py_ssize_t pfn=0, Py_ssize_t pfs=1) noexcept nogil:
+                              Py_ssize_t pfn=0) noexcept nogil:
     """One channel tile (rows <= ROWS rows of A from a, lda apart) times one position
     tile of n positions (B rows ldb apart, n <= nr values each) into C rows ldc apart,
     columns dcs apart: c = init + the product when init is given, else c += it. A tile
     of fewer positions, or of spread columns, goes through `tile`, so that only its n
     columns of C are read and written. With no k at all, c = init as it is (init + 0
-    would turn a -0 bias into +0). The pfn rows at pf + j * pfld (the next position
-    tile's) are prefetched into L2 meanwhile, one every pfs k."""
+    would turn a -0 bias into +0). The first pfn k also prefetch the rows at pf + k *
+    pfld (the next position tile's) into L2."""
     cdef Py_ssize_t nr = CCONV_PW_NR_F32 if floating is float else CCONV_PW_NR_F64
     cdef Py_ssize_t vectors = 2 if n > nr // 2 else 1
     cdef Py_ssize_t i, q
@@ -300,13 +296,13 @@ cdef inline void channel_tile(const floating* a, Py_ssize_t lda, Py_ssize_t kc,
                 c[i * ldc + q * dcs] = init[i]
         return
     if n == nr and dcs == 1:
-        tile_kernel(rows, vectors, kc, a, lda, b, ldb, c, ldc, init, pf, pfld, pfn, pfs)
+        tile_kernel(rows, vectors, kc, a, lda, b, ldb, c, ldc, init, pf, pfld, pfn)
         return
     if init == NULL:
         for i in range(rows):
             for q in range(n):
                 tile[i * nr + q] = c[i * ldc + q * dcs]
-    tile_kernel(rows, vectors, kc, a, lda, b, ldb, tile, nr, init, pf, pfld, pfn, pfs)
+    tile_kernel(rows, vectors, kc, a, lda, b, ldb, tile, nr, init, pf, pfld, pfn)
     if dcs == 2 and SPREAD2:
         # A stride-2 transposed conv's phase (the copy below was 5% of DCGAN's 128 -> 64).
         for i in range(rows):
@@ -384,15 +380,12 @@ cdef void pointwise_item(const floating* x, floating* out, const floating* w,
                 b = panel
                 ldb = nr
             # The next tile's rows of this K-block into L2 while this one computes, a
-            # share during each channel tile, spread over its k (a row's first and last
-            # value every kc / share k) inside the kernel's loop: a tile reads kc rows
-            # of different planes, more streams than the hardware prefetchers follow
-            # (the batch-8 1x1 256 -> 64 on 56x56, 26 MB of input, ran no faster on two
-            # threads than on one), and a burst of prefetches before each channel tile
-            # (up to 86 lines with 12-row tiles) stalled on the line fill buffers, as
-            # one row per k over the first k did: interleaved in one process, float32,
-            # AVX-512, one thread, the spread ran 1x1 128 -> 128 on 56x56 15% faster,
-            # 256 -> 64 on 56x56 6%, the 28x28 and 14x14 layers 1-2%.
+            # share during each channel tile, one row per k (its first and last value)
+            # inside the kernel's loop: a tile reads kc rows of different planes, more
+            # streams than the hardware prefetchers follow (the batch-8 1x1 256 -> 64
+            # on 56x56, 26 MB of input, ran no faster on two threads than on one), and
+            # a burst of prefetches before each channel tile (up to 86 lines with
+            # 12-row tiles) stalled on the line fill buffers.
             p_next = tile_start(t + 1, head, nr)
             pf = 0
             pf_end = kc if t + 1 < t1 else 0
@@ -403,8 +396,7 @@ cdef void pointwise_item(const floating* x, floating* out, const floating* w,
                 channel_tile(w + m0 * K + k0, K, kc, b, ldb, out + m0 * P + p0,
                              P, 1, n, tile_row(mt + 1, M, mtiles) - m0,
                              init + m0 if first else NULL,
-                             tile, x + (k0 + pf) * P + p_next, P, r - pf if r > pf else 0,
-                             kc // (r - pf) if r > pf else 1)
+                             tile, x + (k0 + pf) * P + p_next, P, r - pf if r > pf else 0)
                 pf = r
             k0 += kc
             first = False
