@@ -304,7 +304,8 @@ cdef inline void channel_tile(const floating* a, Py_ssize_t lda, Py_ssize_t kc,
                 tile[i * nr + q] = c[i * ldc + q * dcs]
     tile_kernel(rows, vectors, kc, a, lda, b, ldb, tile, nr, init, pf, pfld, pfn)
     if dcs == 2 and SPREAD2:
-        # A stride-2 transposed conv's phase (the copy below was 5% of DCGAN's 128 -> 64).
+        # A stride-2 transposed conv's phase: against the copy below, switched in one
+        # process, DCGAN's 128 -> 64 7-9% and U-Net's 2x2 up-conv 14-15% faster.
         for i in range(rows):
             spread2(c + i * ldc, tile + i * nr, n)
         return
