@@ -1,5 +1,7 @@
 # Declarations shared by the kernel modules: aligned scratch memory and integer helpers.
 
+from cython cimport floating
+
 cdef extern from "stdlib.h" nogil:
     void* aligned_alloc(size_t alignment, size_t size)
     void free(void* ptr)
@@ -156,3 +158,49 @@ cdef extern from *:
     """
     void cconv_transpose16_copy(const float* src, Py_ssize_t lda, float* dst,
                                 Py_ssize_t ldd) noexcept nogil
+
+
+# Columns 2 apart (a stride-2 phase of a transposed conv): dst[2 i] = src[i] for i < n,
+# the odd columns (another phase's) neither read nor written, nor anything past
+# dst[2 (n - 1)]. With AVX-512, 8 float32 (4 float64) values per expanding load and
+# even-lane masked store; plain loops elsewhere. Shared by the GEMM engine's phase
+# stores and the register tiles' (see _pointwise.channel_tile).
+cdef extern from *:
+    """
+    #if defined(__AVX512F__)
+    #include <immintrin.h>
+    #define CCONV_STORE_STRIDE2(SUFFIX, SCALAR, MASKT, STEP, EVEN, STOREM, EXPANDLOADZ)  \\
+    static inline void cconv_store_stride2_##SUFFIX(SCALAR* dst, const SCALAR* src,   \\
+                                                    Py_ssize_t n) {                   \\
+        Py_ssize_t i = 0;                                                             \\
+        for (; i + STEP <= n; i += STEP)                                              \\
+            STOREM(dst + 2 * i, (MASKT) EVEN, EXPANDLOADZ((MASKT) EVEN, src + i));    \\
+        if (i < n) {                                                                  \\
+            MASKT m = (MASKT)(EVEN & ((1u << (2 * (n - i))) - 1u));                   \\
+            STOREM(dst + 2 * i, m, EXPANDLOADZ(m, src + i));                          \\
+        }                                                                             \\
+    }
+    CCONV_STORE_STRIDE2(f32, float, __mmask16, 8, 0x5555u, _mm512_mask_storeu_ps,
+                        _mm512_maskz_expandloadu_ps)
+    CCONV_STORE_STRIDE2(f64, double, __mmask8, 4, 0x55u, _mm512_mask_storeu_pd,
+                        _mm512_maskz_expandloadu_pd)
+    #else
+    static inline void cconv_store_stride2_f32(float* dst, const float* src, Py_ssize_t n) {
+        for (Py_ssize_t i = 0; i < n; i++) dst[2 * i] = src[i];
+    }
+    static inline void cconv_store_stride2_f64(double* dst, const double* src,
+                                               Py_ssize_t n) {
+        for (Py_ssize_t i = 0; i < n; i++) dst[2 * i] = src[i];
+    }
+    #endif
+    """
+    void cconv_store_stride2_f32(float* dst, const float* src, Py_ssize_t n) noexcept nogil
+    void cconv_store_stride2_f64(double* dst, const double* src, Py_ssize_t n) noexcept nogil
+
+
+cdef inline void store_stride2(floating* dst, const floating* src, Py_ssize_t n) noexcept nogil:
+    """dst[2 i] = src[i] for i < n (a transposed phase's columns)."""
+    if floating is float:
+        cconv_store_stride2_f32(dst, src, n)
+    else:
+        cconv_store_stride2_f64(dst, src, n)

@@ -72,7 +72,7 @@ from cython cimport floating
 from cython.parallel cimport prange, parallel
 
 from cconv._common cimport (scratch_alloc, free, floor_div, ceil_div, effective_threads,
-                            cconv_prefetch_l2, cconv_transpose16_copy)
+                            cconv_prefetch_l2, cconv_transpose16_copy, store_stride2)
 from cconv._microkernel cimport (MR, NR_F32, NR_F64, KC, CCONV_GEMM_AVX2, microkernel,
                                  microkernel_packed, microkernel_direct_8x32_f32,
                                  microkernel_direct_4x32_f64)
@@ -242,23 +242,6 @@ cdef extern from *:
             }
         }
     }
-    /* dst[2 i] = src[i] for i < n: 8 (float32) or 4 (float64) values per expanding
-       load and even-lane masked store. */
-    #define CCONV_STORE_STRIDE2(SUFFIX, SCALAR, MASKT, STEP, EVEN, STOREM, EXPANDLOADZ)  \
-    static void cconv_store_stride2_##SUFFIX(SCALAR* dst, const SCALAR* src,          \
-                                             Py_ssize_t n) {                          \
-        Py_ssize_t i = 0;                                                             \
-        for (; i + STEP <= n; i += STEP)                                              \
-            STOREM(dst + 2 * i, (MASKT) EVEN, EXPANDLOADZ((MASKT) EVEN, src + i));    \
-        if (i < n) {                                                                  \
-            MASKT m = (MASKT)(EVEN & ((1u << (2 * (n - i))) - 1u));                   \
-            STOREM(dst + 2 * i, m, EXPANDLOADZ(m, src + i));                          \
-        }                                                                             \
-    }
-    CCONV_STORE_STRIDE2(f32, float, __mmask16, 8, 0x5555u, _mm512_mask_storeu_ps,
-                        _mm512_maskz_expandloadu_ps)
-    CCONV_STORE_STRIDE2(f64, double, __mmask8, 4, 0x55u, _mm512_mask_storeu_pd,
-                        _mm512_maskz_expandloadu_pd)
     /* dst[j] = src[2 j] for j < n (a stride-2 conv's column phase of an input row): per
        L values two loads and one permute; the last 1 .. L values by masked loads, so that
        nothing past src[2 (n - 1)] is read (a whole last block would read one value past
@@ -365,13 +348,7 @@ cdef extern from *:
     }
     #endif
     #if !defined(__AVX512F__)
-    /* The stride-2 column copies without AVX-512: plain loops. */
-    static void cconv_store_stride2_f32(float* dst, const float* src, Py_ssize_t n) {
-        for (Py_ssize_t i = 0; i < n; i++) dst[2 * i] = src[i];
-    }
-    static void cconv_store_stride2_f64(double* dst, const double* src, Py_ssize_t n) {
-        for (Py_ssize_t i = 0; i < n; i++) dst[2 * i] = src[i];
-    }
+    /* The stride-2 column gathers without AVX-512: plain loops. */
     static void cconv_gather_stride2_f32(float* dst, const float* src, Py_ssize_t n) {
         for (Py_ssize_t j = 0; j < n; j++) dst[j] = src[2 * j];
     }
@@ -393,8 +370,6 @@ cdef extern from *:
                         Py_ssize_t ldo, Py_ssize_t dcs) noexcept nogil
     void cconv_transpose16_scatter(const float* src, Py_ssize_t lda, float* dst,
                                    const Py_ssize_t* doff) noexcept nogil
-    void cconv_store_stride2_f32(float* dst, const float* src, Py_ssize_t n) noexcept nogil
-    void cconv_store_stride2_f64(double* dst, const double* src, Py_ssize_t n) noexcept nogil
     void cconv_gather_stride2_f32(float* dst, const float* src, Py_ssize_t n) noexcept nogil
     void cconv_gather_stride2_f64(double* dst, const double* src, Py_ssize_t n) noexcept nogil
 
@@ -407,12 +382,6 @@ cdef inline void gather_stride2(floating* dst, const floating* src, Py_ssize_t n
         cconv_gather_stride2_f64(dst, src, n)
 
 
-cdef inline void store_stride2(floating* dst, const floating* src, Py_ssize_t n) noexcept nogil:
-    """dst[2 i] = src[i] for i < n (a transposed phase's columns)."""
-    if floating is float:
-        cconv_store_stride2_f32(dst, src, n)
-    else:
-        cconv_store_stride2_f64(dst, src, n)
 
 
 # ---------------------------------------------------------------------------------

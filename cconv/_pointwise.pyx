@@ -63,7 +63,8 @@ import numpy as np
 from cython cimport floating
 from cython.parallel cimport prange, parallel
 
-from cconv._common cimport scratch_alloc, free, memcpy, effective_threads, cconv_prefetch_l2
+from cconv._common cimport (scratch_alloc, free, memcpy, effective_threads, cconv_prefetch_l2,
+                            store_stride2)
 from cconv._microkernel cimport KC
 
 
@@ -202,43 +203,6 @@ cdef extern from *:
     }
     CCONV_PW_TABLE(f32, float, CCONV_PW_NAME_F32)
     CCONV_PW_TABLE(f64, double, CCONV_PW_NAME_F64)
-
-    /* c[2 q] = t[q] for q < n <= a tile's width (a stride-2 phase's output columns):
-       AVX-512 permutes each half-vector of t onto the even lanes of a vector and
-       masked-stores it (the odd columns, another phase's, are neither read nor
-       written, nor is anything past c[2 (n - 1)]). Other builds copy one by one. */
-    #if defined(__AVX512F__)
-    #define CCONV_PW_SPREAD2 1
-    static inline void cconv_pw_spread2_f32(float* c, const float* t, Py_ssize_t n) {
-        const __m512i lo = _mm512_set_epi32(7, 7, 6, 6, 5, 5, 4, 4, 3, 3, 2, 2, 1, 1, 0, 0);
-        const __m512i hi = _mm512_add_epi32(lo, _mm512_set1_epi32(8));
-        for (Py_ssize_t j = 0; j < 4 && 8 * j < n; j++) {
-            Py_ssize_t cnt = n - 8 * j < 8 ? n - 8 * j : 8;
-            __m512 v = _mm512_loadu_ps(t + 16 * (j / 2));
-            v = _mm512_permutexvar_ps(j % 2 ? hi : lo, v);
-            _mm512_mask_storeu_ps(c + 16 * j, (__mmask16) (0x5555u & ((1u << (2 * cnt)) - 1)),
-                                  v);
-        }
-    }
-    static inline void cconv_pw_spread2_f64(double* c, const double* t, Py_ssize_t n) {
-        const __m512i lo = _mm512_set_epi64(3, 3, 2, 2, 1, 1, 0, 0);
-        const __m512i hi = _mm512_add_epi64(lo, _mm512_set1_epi64(4));
-        for (Py_ssize_t j = 0; j < 4 && 4 * j < n; j++) {
-            Py_ssize_t cnt = n - 4 * j < 4 ? n - 4 * j : 4;
-            __m512d v = _mm512_loadu_pd(t + 8 * (j / 2));
-            v = _mm512_permutexvar_pd(j % 2 ? hi : lo, v);
-            _mm512_mask_storeu_pd(c + 8 * j, (__mmask8) (0x55u & ((1u << (2 * cnt)) - 1)), v);
-        }
-    }
-    #else
-    #define CCONV_PW_SPREAD2 0
-    #define CCONV_PW_SPREAD2_PLAIN(SFX, T)                                                 \\
-    static inline void cconv_pw_spread2_##SFX(T* c, const T* t, Py_ssize_t n) {           \\
-        for (Py_ssize_t q = 0; q < n; q++) c[2 * q] = t[q];                                \\
-    }
-    CCONV_PW_SPREAD2_PLAIN(f32, float)
-    CCONV_PW_SPREAD2_PLAIN(f64, double)
-    #endif
     """
     const Py_ssize_t CCONV_PW_NR_F32, CCONV_PW_NR_F64, CCONV_PW_ISA
     const Py_ssize_t ROWS "CCONV_PW_ROWS"   # output channels per register tile
@@ -250,17 +214,6 @@ cdef extern from *:
                       Py_ssize_t lda, const double* b, Py_ssize_t ldb, double* c,
                       Py_ssize_t ldc, const double* init, const double* pf,
                       Py_ssize_t pfld, Py_ssize_t pfn) noexcept nogil
-    const bint SPREAD2 "CCONV_PW_SPREAD2"   # spread2 is vectorised (AVX-512)
-    void cconv_pw_spread2_f32(float* c, const float* t, Py_ssize_t n) noexcept nogil
-    void cconv_pw_spread2_f64(double* c, const double* t, Py_ssize_t n) noexcept nogil
-
-
-cdef inline void spread2(floating* c, const floating* t, Py_ssize_t n) noexcept nogil:
-    """c[2 q] = t[q] for q < n."""
-    if floating is float:
-        cconv_pw_spread2_f32(c, t, n)
-    else:
-        cconv_pw_spread2_f64(c, t, n)
 
 
 cdef inline void tile_kernel(Py_ssize_t rows, Py_ssize_t vectors, Py_ssize_t kc,
@@ -303,11 +256,12 @@ cdef inline void channel_tile(const floating* a, Py_ssize_t lda, Py_ssize_t kc,
             for q in range(n):
                 tile[i * nr + q] = c[i * ldc + q * dcs]
     tile_kernel(rows, vectors, kc, a, lda, b, ldb, tile, nr, init, pf, pfld, pfn)
-    if dcs == 2 and SPREAD2:
-        # A stride-2 transposed conv's phase: against the copy below, switched in one
-        # process, DCGAN's 128 -> 64 7-9% and U-Net's 2x2 up-conv 14-15% faster.
+    if dcs == 2:
+        # A stride-2 transposed conv's phase: vectorised (AVX-512) against the copy
+        # below, switched in one process, DCGAN's 128 -> 64 7-9% and U-Net's 2x2
+        # up-conv 14-15% faster (measured with an equivalent permute form).
         for i in range(rows):
-            spread2(c + i * ldc, tile + i * nr, n)
+            store_stride2(c + i * ldc, tile + i * nr, n)
         return
     for i in range(rows):
         for q in range(n):
