@@ -386,9 +386,8 @@ def _items(Py_ssize_t igs, Py_ssize_t ptiles, Py_ssize_t mtiles, int n_threads):
 cdef void direct_item(const floating* src, floating* out, const floating* w,
                       Py_ssize_t lda, const floating* init, const Py_ssize_t* boff,
                       Py_ssize_t K, Py_ssize_t M, Py_ssize_t wg, Py_ssize_t pitch,
-                      Py_ssize_t drs,
-                      Py_ssize_t dcs, Py_ssize_t out_plane, Py_ssize_t t0, Py_ssize_t t1,
-                      Py_ssize_t mt0, Py_ssize_t mt1, floating* panel,
+                      Py_ssize_t drs, Py_ssize_t dcs, Py_ssize_t out_plane, Py_ssize_t t0,
+                      Py_ssize_t t1, Py_ssize_t mt0, Py_ssize_t mt1, floating* panel,
                       floating* tile) noexcept nogil:
     """Position tiles [t0, t1) x channel tiles [mt0, mt1) of one image and group of a
     direct plan (w its M weight rows, lda apart): tile t is grid row t // per_row,
